@@ -1,0 +1,41 @@
+# Two commands: `make demo` and `make test`. Both set everything up from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo_out
+
+.PHONY: demo test test-slow lint gui-deps clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Headless GUI tests need a virtual X display with OpenGL (napari's canvas).
+gui-deps:
+	@if command -v xvfb-run >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/dri ] ; then \
+	  true ; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null ; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 >/dev/null ; \
+	else \
+	  echo "GUI tests need: xvfb libgl1-mesa-dri (e.g. sudo apt-get install xvfb libgl1-mesa-dri)"; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/jcas make-dataset $(DEMO)/dataset --sequences 2 --frames 8 --noise mix --seed 0 --overwrite
+	$(PY) examples/preview_dataset.py $(DEMO)/dataset --out $(DEMO)/preview.png
+	@echo "Preview written to $(DEMO)/preview.png"
+
+test: $(STAMP) gui-deps
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q
+
+test-slow: $(STAMP) gui-deps
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jcas_napari tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -1,0 +1,1 @@
+"""napari-free JCAS core. Submodules import torch themselves; this package does not."""
