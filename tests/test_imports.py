@@ -24,7 +24,8 @@ def test_core_and_data_import_without_napari_or_qt():
     res = _run(
         "import jcas_napari.core, jcas_napari.core.metrics, jcas_napari.data.io,"
         " jcas_napari.data.noise, jcas_napari.data.synthetic, jcas_napari.data.make,"
-        " jcas_napari.cli\nprint('ok')"
+        " jcas_napari.cli, jcas_napari.core.model, jcas_napari.core.losses,"
+        " jcas_napari.core.dar, jcas_napari.core.transitions\nprint('ok')"
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"

@@ -1,0 +1,100 @@
+"""Model and loss configuration, loaded from ``models/<name>.yaml`` or any YAML path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+# Shipped configs live in the repository's models/ folder (installed with `pip -e`).
+CONFIG_DIRS = (Path(__file__).resolve().parents[2] / "models",)
+
+
+@dataclass
+class ModelConfig:
+    depth: int = 18
+    width: int = 32
+    aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
+    embed_dims: tuple[int, int] = (32, 64)
+    pretrained: str | None = None
+
+
+@dataclass
+class InputConfig:
+    height: int = 128
+    width: int = 160
+
+
+@dataclass
+class AffinityConfig:
+    grid: tuple[int, int] = (16, 20)
+    chunk: int = 1024
+
+
+@dataclass
+class LossWeights:
+    seg2: float = 1.0
+    seg1: float = 0.1
+    aff1: float = 1.0
+    aff2: float = 0.1
+    vol: float = 0.5
+    consistency: float = 0.01
+
+
+@dataclass
+class Config:
+    """Everything that defines a JCAS model and its losses."""
+
+    name: str = "small"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    affinity: AffinityConfig = field(default_factory=AffinityConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config") -> Config:
+        kwargs = {}
+        sections = {"model": ModelConfig, "input": InputConfig, "affinity": AffinityConfig,
+                    "loss": LossWeights}  # fmt: skip
+        unknown = set(raw) - set(sections) - {"name"}
+        if unknown:
+            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}")
+        for key, typ in sections.items():
+            part = raw.get(key) or {}
+            names = {f.name for f in fields(typ)}
+            bad = set(part) - names
+            if bad:
+                raise ValueError(f"{source}: unknown key(s) {sorted(bad)} in '{key}'")
+            part = {k: tuple(v) if isinstance(v, list) else v for k, v in part.items()}
+            kwargs[key] = typ(**part)
+        return cls(name=str(raw.get("name", "custom")), **kwargs)
+
+
+def available_configs() -> list[str]:
+    """Names of the shipped configurations."""
+    return sorted({p.stem for d in CONFIG_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_config(name_or_path: str | os.PathLike) -> Config:
+    """Load a shipped config by name (``small``, ``deeplab-r101``) or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        for d in CONFIG_DIRS:
+            if (d / f"{name_or_path}.yaml").exists():
+                path = d / f"{name_or_path}.yaml"
+                break
+        else:
+            raise ValueError(
+                f"unknown config {str(name_or_path)!r}; choose from {available_configs()} "
+                "or give a .yaml path"
+            )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read config ({exc})") from None
+    return Config.from_dict(raw or {}, str(path))
