@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import dense_refine, naive_affinity_loss
 
 from jcas_napari.core.dar import affinity, dar, pixel_affinity, refine, refine_chunked
 from jcas_napari.core.losses import affinity_loss, corrected_ce, grid_labels, jcas_loss
@@ -74,16 +75,6 @@ def test_class_prior_ignores_ignore_index():
 # ------------------------------------------------------------------ DAR
 
 
-def dense_refine(z, s):
-    """Reference: z + 1/2 (A - Abar) z with 1 - S built explicitly."""
-    b, c, h, w = z.shape
-    zf = z.flatten(2).transpose(1, 2)
-    a = s / s.sum(2, keepdim=True)
-    abar = (1 - s) / (1 - s).sum(2, keepdim=True)
-    out = zf + 0.5 * (a @ zf - abar @ zf)
-    return out.transpose(1, 2).reshape(b, c, h, w)
-
-
 def test_refine_equals_dense_reference():
     z = torch.randn(2, 4, 9, 11, dtype=torch.float64)
     f = torch.randn(2, 16, 9, 11, dtype=torch.float64)
@@ -116,16 +107,6 @@ def test_pixel_affinity_is_a_row_of_s():
 
 
 # ------------------------------------------------------------------ losses
-
-
-def naive_affinity_loss(features, labels, valid, t_a):
-    """The official form: S, the N x N x 2 stack [1-S, S] times T_A, then BCE."""
-    s = affinity(features)
-    stack = torch.stack([1 - s, s], dim=-1) @ t_a  # [B,N,N,2]
-    y = (labels[:, :, None] == labels[:, None, :]).to(s.dtype)
-    pairs = valid[:, :, None] & valid[:, None, :]
-    bce = F.binary_cross_entropy(stack[..., 1], y, reduction="none")
-    return (bce * pairs).sum() / pairs.sum()
 
 
 @pytest.mark.parametrize("with_t", [True, False])

@@ -18,6 +18,7 @@ class ModelConfig:
     width: int = 32
     aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
     embed_dims: tuple[int, int] = (32, 64)
+    embed_dilations: tuple[int, ...] | None = None  # None: the same as aspp_dilations
     pretrained: str | None = None
 
 

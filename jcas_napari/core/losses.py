@@ -69,8 +69,8 @@ def affinity_loss(
     (self-pairs included). features [B,D,h,w]; labels, valid [B,N]. ``t_a=None``: T_A = I.
 
     Never builds the N x N x 2 stack: rows of S are computed ``chunk`` at a time and, under
-    autograd, recomputed in backward (activation checkpointing), so peak memory is
-    O(B * chunk * N) instead of O(B * N^2).
+    autograd with N > chunk, recomputed in backward (activation checkpointing), so peak
+    memory is O(B * chunk * N) instead of O(B * N^2).
     """
     u = embed(features)
     if t_a is None:
@@ -79,7 +79,8 @@ def affinity_loss(
         t01, t11 = t_a[0, 1], t_a[1, 1]
     n = u.shape[1]
     total = u.new_zeros(())
-    grad = torch.is_grad_enabled() and (u.requires_grad or t01.requires_grad)
+    # Recomputing in backward only pays off when there is more than one block of rows.
+    grad = torch.is_grad_enabled() and (u.requires_grad or t01.requires_grad) and n > chunk
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         args = (u[:, sl], u, labels[:, sl], labels, valid[:, sl], valid, t01, t11)
@@ -121,9 +122,9 @@ def level_losses(
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
-    seg = corrected_ce(up(refined), target, t_c, ignore_index) + corrected_ce(
-        up(z), target, t_c, ignore_index
-    )
+    # Refined and raw logits in one batch: one upsample and one CE (sum of the two means).
+    both = up(torch.cat([refined, z], 0))
+    seg = 2 * corrected_ce(both, torch.cat([target, target], 0), t_c, ignore_index)
     labels, valid = grid_labels(target, grid, ignore_index)
     return seg, affinity_loss(f, labels, valid, t_a, chunk)
 

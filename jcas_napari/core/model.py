@@ -132,7 +132,7 @@ class JCASOutput(NamedTuple):
     auxiliary level (k=0, layer3) and the main level (k=1, layer4). Features are pre-ReLU."""
 
     logits: tuple[torch.Tensor, torch.Tensor]
-    features: tuple[torch.Tensor, torch.Tensor]
+    features: tuple[torch.Tensor, ...]
 
 
 class JCASNet(nn.Module):
@@ -147,13 +147,19 @@ class JCASNet(nn.Module):
         dil = tuple(cfg.aspp_dilations)
         self.cls1 = ASPPHead(c3, num_classes, dil)
         self.cls2 = ASPPHead(c4, num_classes, dil)
-        self.emb1 = ASPPHead(c3, cfg.embed_dims[0], dil)
-        self.emb2 = ASPPHead(c4, cfg.embed_dims[1], dil)
+        edil = tuple(cfg.embed_dilations or dil)
+        self.emb1 = ASPPHead(c3, cfg.embed_dims[0], edil)
+        self.emb2 = ASPPHead(c4, cfg.embed_dims[1], edil)
 
-    def forward(self, x: torch.Tensor) -> JCASOutput:
-        """x [B,3,H,W] normalised image -> :class:`JCASOutput` at stride 8."""
+    def forward(self, x: torch.Tensor, with_features: bool = True) -> JCASOutput:
+        """x [B,3,H,W] normalised image -> :class:`JCASOutput` at stride 8.
+
+        ``with_features=False`` skips the affinity embeddings (``features`` is then empty):
+        the plain DeepLab forward, for CE baselines and timing.
+        """
         c3, c4 = self.backbone(x)
-        return JCASOutput((self.cls1(c3), self.cls2(c4)), (self.emb1(c3), self.emb2(c4)))
+        logits = (self.cls1(c3), self.cls2(c4))
+        return JCASOutput(logits, (self.emb1(c3), self.emb2(c4)) if with_features else ())
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Parameters of the class heads and embeddings (trained at 10x lr in the paper)."""
