@@ -35,10 +35,10 @@ def _status_bytes(field: str) -> int:
 def child(impl: str, grid: tuple[int, int], batch: int, dim: int, device: str, chunk: int) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
+    from reference import naive_affinity_loss
 
     from jcas_napari.core.losses import affinity_loss, grid_labels
     from jcas_napari.core.transitions import TransitionMatrix
-    from reference import naive_affinity_loss
 
     torch.manual_seed(0)
     h, w = grid

@@ -16,8 +16,8 @@ import statistics
 import time
 
 import torch
-
 from affinity_memory import measure
+
 from jcas_napari.core.config import load_config
 from jcas_napari.core.infer import predict
 from jcas_napari.core.model import build_model
@@ -74,9 +74,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     print(f"Machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, device {args.device}, torch {torch.__version__}\n")  # fmt: skip
+          f"{torch.get_num_threads()} torch threads, device {args.device}, "
+          f"torch {torch.__version__}\n")  # fmt: skip
     print("| config | input | batch | grid | CE step s | JCAS stage-2 step s | ratio (<=1.3) "
           "| bare infer s | DAR infer s | ratio (<=1.2) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

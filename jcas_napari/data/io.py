@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,19 +213,30 @@ def _to_uint8_image(arr: np.ndarray, path: Path) -> np.ndarray:
     raise DatasetError(path, f"unsupported image dtype {arr.dtype} (use uint8 or uint16)")
 
 
+_DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, IndexError, SyntaxError,
+                  KeyError, tifffile.TiffFileError)  # fmt: skip
+
+
+@contextmanager
+def _reading(path: Path, what: str = "file") -> Iterator[None]:
+    """Turn any decoding failure inside the block into a one-line DatasetError on ``path``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DatasetError(path, "file not found") from None
+    except _DECODE_ERRORS as exc:
+        raise DatasetError(
+            path, f"unreadable or corrupt {what} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def _decode(path: Path, key: int | None) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF (page ``key`` of a stack) into a numpy array."""
-    try:
+    with _reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             return tifffile.imread(path, key=key if key is not None else 0)
         with Image.open(path) as im:
             return np.asarray(im)
-    except FileNotFoundError:
-        raise DatasetError(path, "file not found") from None
-    except (OSError, ValueError, UnidentifiedImageError, IndexError, SyntaxError) as exc:
-        raise DatasetError(
-            path, f"unreadable or corrupt file ({type(exc).__name__}: {exc})"
-        ) from None
 
 
 def read_image(path: os.PathLike | str, key: int | None = None) -> np.ndarray:
@@ -290,20 +302,13 @@ def read_mask(
 
 def _header(path: Path) -> tuple[tuple[int, int], str]:
     """(H, W) and a pixel-mode string, read without decoding the pixels."""
-    try:
+    with _reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tf:
-                page = tf.pages[0]
-                shape = page.shape
+                shape = tf.pages[0].shape
                 return (int(shape[0]), int(shape[1])), "RGB" if len(shape) == 3 else "L"
         with Image.open(path) as im:
             return (im.height, im.width), im.mode
-    except FileNotFoundError:
-        raise DatasetError(path, "file not found") from None
-    except (OSError, ValueError, UnidentifiedImageError, IndexError, SyntaxError) as exc:
-        raise DatasetError(
-            path, f"unreadable or corrupt file ({type(exc).__name__}: {exc})"
-        ) from None
 
 
 # ----------------------------------------------------------------------------- opening
@@ -389,15 +394,8 @@ def _check_frame_headers(ref: FrameRef, classes: ClassInfo) -> None:
 
 
 def _stack_shape(path: Path) -> tuple[int, ...]:
-    try:
-        with tifffile.TiffFile(path) as tf:
-            return tuple(tf.series[0].shape)
-    except FileNotFoundError:
-        raise DatasetError(path, "file not found") from None
-    except Exception as exc:  # tifffile raises many types on corrupt files
-        raise DatasetError(
-            path, f"unreadable or corrupt TIFF ({type(exc).__name__}: {exc})"
-        ) from None
+    with _reading(path, "TIFF"), tifffile.TiffFile(path) as tf:
+        return tuple(tf.series[0].shape)
 
 
 def _open_stacks(root: Path, classes: ClassInfo) -> Dataset:
