@@ -264,3 +264,13 @@ def test_atomic_write_refuses_existing_without_overwrite(tmp_path):
 def test_classinfo_default_without_file(tmp_path):
     info = ClassInfo.load(tmp_path / "classes.json")
     assert info.num_classes == 4 and info.ignore_index == 255 and info.palette is None
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    """Not mkstemp's 0600: outputs get 0666 minus the process umask, like open() would."""
+    import stat
+
+    from jcas_napari.data import io as io_mod
+
+    path = atomic_write_bytes(tmp_path / "perm.bin", b"x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~io_mod._UMASK

@@ -39,6 +39,9 @@ MASK_SUFFIXES = (".png", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGES_DIR, MASKS_DIR, CLEAN_DIR = "images", "masks", "masks_clean"
 STACK_FILES = {"image": "images.tif", "mask": "masks.tif", "clean": "masks_clean.tif"}
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class DatasetError(ValueError):
@@ -450,6 +453,8 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, overwrite: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600 files; give outputs the usual permissions instead.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
