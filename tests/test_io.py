@@ -274,3 +274,11 @@ def test_written_files_get_normal_permissions(tmp_path):
 
     path = atomic_write_bytes(tmp_path / "perm.bin", b"x")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~io_mod._UMASK
+
+
+def test_negative_class_ids_are_rejected(tmp_path):
+    m = np.zeros((4, 4), np.int16)
+    m[0, 0] = -1
+    tifffile.imwrite(tmp_path / "neg.tif", m)
+    with pytest.raises(DatasetError, match=r"neg.tif: unknown class id\(s\) -1"):
+        read_mask(tmp_path / "neg.tif")

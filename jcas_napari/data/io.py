@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,6 @@ class Dataset(Sequence):
     classes: ClassInfo
     frames: list[FrameRef]
     layout: str
-    _stack_len: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -268,8 +267,8 @@ def mask_from_array(arr: np.ndarray, classes: ClassInfo, path: os.PathLike | str
     if not np.issubdtype(arr.dtype, np.integer):
         raise DatasetError(path, f"mask dtype {arr.dtype} is not an integer type")
     values = np.unique(arr)
-    bad = values[(values >= classes.num_classes) & (values != classes.ignore_index)]
-    bad = np.concatenate([bad, values[values < 0]]) if values.min() < 0 else bad
+    known = (values >= 0) & ((values < classes.num_classes) | (values == classes.ignore_index))
+    bad = values[~known]
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:5])
         raise DatasetError(
