@@ -45,6 +45,20 @@ class LossWeights:
 
 
 @dataclass
+class TrainConfig:
+    """Optimisation schedule (SGD, momentum 0.9, wd 5e-4, poly 0.9, heads at 10x lr)."""
+
+    epochs_warmup: int = 4  # stage 1: CE + affinity BCE on the noisy masks, T = I
+    epochs_jcas: int = 6  # stage 2: JCAS with T_C and T_A
+    batch_size: int = 4
+    lr: float = 0.005  # backbone lr; the paper's 1e-4 assumes ImageNet-initialised weights
+    t_lr: float = 0.01  # T_C and T_A: their own optimiser and lr
+    val_fraction: float = 0.25  # fraction of sequences held out for model selection
+    flip: bool = True
+    steps_per_epoch: int | None = None  # None: one pass over the training frames
+
+
+@dataclass
 class Config:
     """Everything that defines a JCAS model and its losses."""
 
@@ -53,6 +67,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +76,7 @@ class Config:
     def from_dict(cls, raw: dict, source: str = "config") -> Config:
         kwargs = {}
         sections = {"model": ModelConfig, "input": InputConfig, "affinity": AffinityConfig,
-                    "loss": LossWeights}  # fmt: skip
+                    "loss": LossWeights, "train": TrainConfig}  # fmt: skip
         unknown = set(raw) - set(sections) - {"name"}
         if unknown:
             raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}")

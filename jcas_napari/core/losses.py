@@ -15,6 +15,7 @@ from jcas_napari.core.model import JCASOutput
 from jcas_napari.core.transitions import class_to_affinity
 
 P_MIN = 1e-10
+P_MAX = 1 - 1e-7  # the largest float32 below 1 that log1p(-p) handles with a finite gradient
 LOG_MIN = -100.0  # torch's binary_cross_entropy clamps log terms at -100 too
 
 
@@ -52,7 +53,12 @@ def _bce_rows(u_rows, u, y_rows, y, v_rows, v, t01, t11) -> torch.Tensor:
     s = torch.bmm(u_rows, u.transpose(1, 2)).clamp(S_MIN, 1.0)  # [B,c,N]
     p_sim = t01 + s * (t11 - t01)  # (1-S) T_A[0,1] + S T_A[1,1]: P(noisy pair similar)
     same = y_rows[:, :, None] == y[:, None, :]
-    log_p = torch.where(same, torch.log(p_sim), torch.log1p(-p_sim)).clamp(min=LOG_MIN)
+    # Each log only sees the pairs it is used for, so the other branch cannot put inf (and,
+    # through torch.where's backward, NaN) in the gradient. S = 1 for a dissimilar pair
+    # would give log(0): cap its probability just below 1.
+    log_sim = torch.log(torch.where(same, p_sim, torch.ones_like(p_sim)))
+    log_dis = torch.log1p(-torch.where(same, torch.zeros_like(p_sim), p_sim).clamp(max=P_MAX))
+    log_p = torch.where(same, log_sim, log_dis).clamp(min=LOG_MIN)
     pairs = v_rows[:, :, None] & v[:, None, :]
     return -(log_p * pairs).sum()
 

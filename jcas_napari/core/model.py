@@ -90,6 +90,12 @@ class ResNetTrunk(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Each residual branch starts as the identity (torchvision's zero_init_residual), so
+        # a randomly initialised trunk gives bounded activations and a sane first loss.
+        for m in self.modules():
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                last_bn = m.bn3 if isinstance(m, Bottleneck) else m.bn2
+                nn.init.zeros_(last_bn.weight)
 
     def _layer(self, block, planes: int, n: int, stride: int, dilation: int) -> nn.Sequential:
         down = None

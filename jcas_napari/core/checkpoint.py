@@ -1,0 +1,81 @@
+"""Checkpoints: tensors and plain data only, written atomically, loaded with weights_only.
+
+A checkpoint is a dict with ``format_version``, ``config`` (a plain dict), ``class_names``,
+``model`` (state dict) and, depending on where it comes from, ``t_c``/``t_a`` (T matrices as
+tensors), ``thresholds`` (per-class confidence thresholds calibrated on the validation
+split), the optimiser states and the training position (``stage``, ``epoch``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from jcas_napari.core.config import Config
+from jcas_napari.core.model import JCASNet
+from jcas_napari.data.io import atomic_write_bytes
+
+FORMAT_VERSION = 1
+REQUIRED = ("format_version", "config", "class_names", "model")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}")
+
+
+def save_checkpoint(path: os.PathLike | str, payload: dict) -> Path:
+    """Write ``payload`` (with the format version added) through a temp file + os.replace."""
+    buf = io.BytesIO()
+    torch.save({**payload, "format_version": FORMAT_VERSION}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> dict:
+    """Load and check a checkpoint. Never unpickles code (``weights_only=True``).
+
+    Raises :class:`CheckpointError` for a missing, truncated, foreign, malicious or newer
+    file, or for one whose class count differs from ``num_classes``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0][:120]
+        raise CheckpointError(path, f"refused: not a plain-data checkpoint ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise CheckpointError(path, f"unreadable or truncated checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        raise CheckpointError(path, "not a jcas-napari checkpoint (missing model/config)")
+    version = ckpt["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"format version {version} is newer than this jcas-napari supports "
+            f"({FORMAT_VERSION}); upgrade jcas-napari",
+        )  # fmt: skip
+    k = len(ckpt["class_names"])
+    if num_classes is not None and k != num_classes:
+        raise CheckpointError(
+            path, f"checkpoint has {k} classes {list(ckpt['class_names'])}, the dataset has "
+            f"{num_classes}",
+        )  # fmt: skip
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> tuple[JCASNet, Config]:
+    """Rebuild the network (weights loaded, eval mode) and its config from a checkpoint."""
+    cfg = Config.from_dict(ckpt["config"], "checkpoint config")
+    cfg.model.pretrained = None  # the weights come from the checkpoint
+    net = JCASNet(len(ckpt["class_names"]), cfg.model)
+    net.load_state_dict(ckpt["model"])
+    return net.eval(), cfg
