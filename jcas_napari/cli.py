@@ -88,6 +88,187 @@ def check_cmd(
     )
 
 
+def _errors():
+    """The user errors that get one line and exit code 2 instead of a traceback."""
+    from jcas_napari.core.checkpoint import CheckpointError
+    from jcas_napari.data.io import DatasetError
+
+    return (DatasetError, CheckpointError, ValueError, FileNotFoundError, PermissionError)
+
+
+def _config(config: str, epochs_warmup: int | None, epochs_jcas: int | None):
+    from jcas_napari.core.config import load_config
+
+    cfg = load_config(config)
+    if epochs_warmup is not None:
+        cfg.train.epochs_warmup = epochs_warmup
+    if epochs_jcas is not None:
+        cfg.train.epochs_jcas = epochs_jcas
+    return cfg
+
+
+def _init_distributed() -> None:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+
+
+def _train(dataset, cfg, run: Path, device: str, seed: int, resume: bool, init, train_indices=None,
+           desc: str = "train"):  # fmt: skip
+    """Run training with a progress bar (rank 0 only); returns the TrainResult."""
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from jcas_napari.core.train import run_sync, train
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    gen = train(dataset, cfg, run, device=device, seed=seed, resume=resume, init_checkpoint=init,
+                train_indices=train_indices)  # fmt: skip
+    bar = tqdm(unit="step", desc=desc, disable=rank != 0)
+
+    def show(ev) -> None:
+        bar.total = ev.steps_total
+        if ev.kind == "step":
+            bar.n = ev.step
+            bar.set_postfix(stage=ev.stage, epoch=ev.epoch, loss=f"{ev.losses['total']:.3f}")
+        elif ev.val:
+            bar.write(f"epoch {ev.epoch} (stage {ev.stage}): " + ", ".join(
+                f"{k} {v:.3f}" for k, v in ev.val.items()))  # fmt: skip
+        bar.refresh()
+
+    try:
+        return run_sync(gen, show)
+    finally:
+        bar.close()
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (images/, masks/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics."),
+    config: str = typer.Option("small", help="small, deeplab-r101, or a .yaml path."),
+    epochs_warmup: int = typer.Option(None, min=0, help="Stage-1 epochs (default: config)."),
+    epochs_jcas: int = typer.Option(None, min=0, help="Stage-2 epochs (default: config)."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same model on CPU."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+    init: Path = typer.Option(None, help="Start from this checkpoint's weights (fine-tune)."),
+) -> None:
+    """Train JCAS on a dataset's noisy masks (stage 1 warm-up, stage 2 JCAS)."""
+    from jcas_napari.data.io import open_dataset
+
+    try:
+        _init_distributed()
+        ds = open_dataset(dataset)
+        cfg = _config(config, epochs_warmup, epochs_jcas)
+        result = _train(ds, cfg, out, device, seed, resume, init)
+    except _errors() as exc:
+        _fail(str(exc))
+    typer.echo(f"best model: {result.best}")
+
+
+def _clean_into(ds, models, out: Path, threshold, device) -> None:
+    from tqdm import tqdm
+
+    from jcas_napari.report import clean_to_folder
+
+    with tqdm(total=len(ds), unit="frame", desc="clean") as bar:
+        clean_to_folder(ds, models, out, threshold=threshold, device=device,
+                        progress=bar.update)  # fmt: skip
+    typer.echo(f"wrote {len(ds)} cleaned masks to {out / 'masks'}; report: {out / 'report.md'}")
+
+
+@app.command("clean")
+def clean_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder to clean (never written to)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint (RUN/checkpoints/best.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (outside DATASET)."),
+    threshold: float = typer.Option(
+        None, min=0.0, max=1.0,
+        help="Change a pixel only if the model's confidence reaches this. Default: the "
+        "per-class thresholds calibrated on the validation split during training."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda."),
+) -> None:
+    """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
+    from jcas_napari.data.io import open_dataset
+    from jcas_napari.report import check_output_dir
+
+    try:
+        ds = open_dataset(dataset)
+        check_output_dir(out, ds.root)
+        _clean_into(ds, [(model, None)], out, threshold, device)
+    except _errors() as exc:
+        _fail(str(exc))
+
+
+@app.command("run")
+def run_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder (never written to)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: runs/ and the cleaning."),
+    config: str = typer.Option("small", help="small, deeplab-r101, or a .yaml path."),
+    epochs_warmup: int = typer.Option(None, min=0),
+    epochs_jcas: int = typer.Option(None, min=0),
+    folds: int = typer.Option(1, min=1, help="K > 1: train K models, clean each fold with the "
+                              "model that did not see it (out-of-sample)."),
+    threshold: float = typer.Option(None, min=0.0, max=1.0),
+    device: str = typer.Option("auto"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train, then clean, in one go."""
+    from jcas_napari.core.train import fold_splits
+    from jcas_napari.data.io import open_dataset
+    from jcas_napari.report import check_output_dir
+
+    try:
+        ds = open_dataset(dataset)
+        check_output_dir(out, ds.root)
+        cfg = _config(config, epochs_warmup, epochs_jcas)
+        if folds == 1:
+            res = _train(ds, cfg, out / "run", device, seed, False, None)
+            models = [(res.best, None)]
+        else:
+            models = []
+            for f, held in enumerate(fold_splits(ds.sequences(), folds, seed)):
+                rest = sorted(set(range(len(ds))) - set(held))
+                res = _train(ds, cfg, out / f"run_fold{f}", device, seed, False, None, rest,
+                             desc=f"train fold {f + 1}/{folds}")  # fmt: skip
+                models.append((res.best, held))
+        _clean_into(ds, models, out, threshold, device)
+    except _errors() as exc:
+        _fail(str(exc))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    pred: Path = typer.Argument(..., help="Folder of predicted or cleaned masks."),
+    gt: Path = typer.Argument(..., help="Folder of ground-truth masks (same relative names)."),
+    classes: Path = typer.Option(None, help="classes.json (default: the 4 EndoVis classes)."),
+) -> None:
+    """Print Dice and IoU per class and their foreground means, per image and dataset-level."""
+    import json
+
+    from jcas_napari.data.io import ClassInfo
+    from jcas_napari.report import evaluate_folders
+
+    try:
+        info = ClassInfo.load(classes) if classes else ClassInfo()
+        if classes and not classes.exists():
+            raise ValueError(f"{classes}: file not found")
+        typer.echo(json.dumps(evaluate_folders(pred, gt, info), indent=1))
+    except _errors() as exc:
+        _fail(str(exc))
+
+
 def main() -> None:
     app()
 

@@ -111,7 +111,9 @@ def test_pixel_affinity_is_a_row_of_s():
 
 @pytest.mark.parametrize("with_t", [True, False])
 def test_affinity_loss_equals_naive(with_t):
-    f = torch.randn(2, 8, 10, 12, dtype=torch.float64, requires_grad=True)
+    # Generic features: with few positive channels after ReLU, two pixels can get S = 1
+    # exactly, where the two forms differ on purpose (see the degenerate-pair test).
+    f = (torch.randn(2, 16, 10, 12, dtype=torch.float64) + 0.5).requires_grad_()
     y = torch.randint(0, 4, (2, 40, 48))
     y[0, :8] = 255
     labels, valid = grid_labels(y, (10, 12))
@@ -175,3 +177,19 @@ def test_stage1_has_no_transition_terms_and_matches_weights():
     assert set(terms) == {"seg1", "seg2", "aff1", "aff2"}
     expected = terms["seg2"] + 0.1 * terms["seg1"] + terms["aff1"] + 0.1 * terms["aff2"]
     assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_affinity_loss_finite_gradient_when_dissimilar_pair_has_s_equal_1():
+    """Two pixels with identical features but different labels: the naive BCE's gradient is
+    about 1e12 there (and NaN once torch.where mixes in log(0)); ours stays finite."""
+    f = torch.zeros(1, 4, 1, 2, requires_grad=True)
+    with torch.no_grad():
+        f[0, 0] = 1.0  # both pixels have the same embedding: S = 1
+    labels, valid = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
+    loss = affinity_loss(f, labels, valid, None)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(f.grad).all()
+    # Two self-pairs cost ~0; the two dissimilar pairs with S = 1 cost -log(1 - P_MAX) each,
+    # P_MAX = 1 - 1e-7 as a float32.
+    per_pair = -np.log1p(-np.float64(np.float32(1 - 1e-7)))
+    assert loss.item() == pytest.approx(2 * per_pair / 4, rel=1e-4)

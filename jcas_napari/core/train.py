@@ -167,6 +167,16 @@ def split_by_sequence(
     return train, val
 
 
+def fold_splits(sequences: dict[str, list[int]], folds: int, seed: int) -> list[list[int]]:
+    """Frame indices of ``folds`` folds made of whole sequences (round-robin after a shuffle)."""
+    names = sorted(sequences)
+    if len(names) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} sequences, the dataset has "
+                         f"{len(names)}")  # fmt: skip
+    order = np.random.default_rng(seed).permutation(names)
+    return [sorted(i for n in order[f::folds] for i in sequences[n]) for f in range(folds)]
+
+
 def load_batch(
     dataset: Sequence, indices: Sequence[int], size: tuple[int, int],
     flips: Sequence[bool] | None = None, device: str | torch.device = "cpu",

@@ -316,7 +316,7 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
 # ----------------------------------------------------------------------------- opening
 
 
-def _index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+def index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """Relative path without suffix -> file, for every image file below ``folder``."""
     out: dict[str, Path] = {}
     for p in sorted(folder.rglob("*")):
@@ -356,13 +356,13 @@ def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Data
 
 
 def _open_folders(root: Path, classes: ClassInfo) -> Dataset:
-    images = _index_folder(root / IMAGES_DIR, IMAGE_SUFFIXES)
+    images = index_folder(root / IMAGES_DIR, IMAGE_SUFFIXES)
     if not images:
         raise DatasetError(root / IMAGES_DIR, "no images found (.png, .jpg, .tif)")
     if not (root / MASKS_DIR).is_dir():
         raise DatasetError(root / MASKS_DIR, "masks folder is missing")
-    masks = _index_folder(root / MASKS_DIR, MASK_SUFFIXES)
-    clean = _index_folder(root / CLEAN_DIR, MASK_SUFFIXES) if (root / CLEAN_DIR).is_dir() else {}
+    masks = index_folder(root / MASKS_DIR, MASK_SUFFIXES)
+    clean = index_folder(root / CLEAN_DIR, MASK_SUFFIXES) if (root / CLEAN_DIR).is_dir() else {}
     for key, path in images.items():
         if key not in masks:
             raise DatasetError(path, f"image has no mask (expected masks/{key}.png)")

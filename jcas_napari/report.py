@@ -1,0 +1,219 @@
+"""Cleaning outputs on disk: masks, change regions, confidence, scores and a markdown report.
+
+Used by ``jcas clean`` and ``jcas run``; napari-free (matplotlib with the Agg backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jcas_napari.core.checkpoint import load_checkpoint
+from jcas_napari.core.clean import CleaningResult, clean
+from jcas_napari.core.metrics import segmentation_scores
+from jcas_napari.data.io import (
+    MASK_SUFFIXES,
+    ClassInfo,
+    Dataset,
+    DatasetError,
+    atomic_write_bytes,
+    encode_png,
+    index_folder,
+    read_mask,
+    write_image,
+    write_mask,
+)  # fmt: skip
+from jcas_napari.data.viz import colorize, overlay
+
+
+def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
+    """Refuse an output folder that is, or lies inside, the input dataset."""
+    out, root = Path(out).resolve(), Path(dataset_root).resolve()
+    if out == root or root in out.parents:
+        raise DatasetError(out, f"output folder is inside the input dataset {root}; "
+                           "choose a folder outside it")  # fmt: skip
+    return out
+
+
+def write_frame_outputs(out: Path, result: CleaningResult) -> None:
+    """OUT/masks, OUT/changes (16-bit region ids) and OUT/confidence (0-255) for a frame."""
+    write_mask(out / "masks" / f"{result.id}.png", result.proposed)
+    regions = np.minimum(result.regions, 65535).astype(np.uint16)
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(regions).save(buf, format="PNG")
+    atomic_write_bytes(out / "changes" / f"{result.id}.png", buf.getvalue())
+    conf = (np.clip(result.confidence, 0, 1) * 255 + 0.5).astype(np.uint8)
+    atomic_write_bytes(out / "confidence" / f"{result.id}.png", encode_png(conf))
+
+
+def write_scores(out: Path, rows: Sequence[dict]) -> Path:
+    """OUT/scores.csv, frames ranked worst first by noise score."""
+    ranked = sorted(rows, key=lambda r: -r["noise_score"])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["rank", "id", "noise_score", "changed_fraction",
+                                        "regions"])  # fmt: skip
+    w.writeheader()
+    for rank, r in enumerate(ranked, start=1):
+        w.writerow({"rank": rank, **r})
+    return atomic_write_bytes(out / "scores.csv", buf.getvalue().encode())
+
+
+def _heatmap(ax, t: np.ndarray, labels: Sequence[str], title: str) -> None:
+    ax.imshow(t, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("noisy", fontsize=7)
+    ax.set_ylabel("clean", fontsize=7)
+    ax.set_title(title, fontsize=8)
+    for i in range(t.shape[0]):
+        for j in range(t.shape[1]):
+            ax.text(j, i, f"{t[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if t[i, j] < 0.5 else "black")  # fmt: skip
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(
+    out: Path,
+    checkpoint: dict,
+    scores: Sequence[dict],
+    worst: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
+) -> Path:
+    """OUT/report.md with T_C / T_A heatmaps, loss curves and the worst frames.
+
+    ``worst`` yields (image, given mask, proposed mask, frame id) for the frames to show.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(checkpoint["class_names"])
+    k = len(names)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [k, 2]})
+    _heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
+    _heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
+    fig.tight_layout()
+    _save(fig, out / "report" / "transitions.png")
+    plt.close(fig)
+
+    history = list(checkpoint.get("history", []))
+    if history:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        epochs = [h["epoch"] for h in history]
+        for key in ("total", "seg2", "aff1"):
+            ax.plot(epochs, [h.get(key, np.nan) for h in history], label=key)
+        if any("val_noisy_acc" in h for h in history):
+            ax2 = ax.twinx()
+            ax2.plot(epochs, [h.get("val_noisy_acc", np.nan) for h in history], "k--",
+                     label="val noisy acc")  # fmt: skip
+            ax2.set_ylabel("validation agreement", fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        _save(fig, out / "report" / "losses.png")
+        plt.close(fig)
+
+    lines = ["# jcas clean report", "",
+             f"{len(scores)} frames cleaned. Frames ranked by noise score are in `scores.csv`.",
+             "", "## Estimated transition matrices", "", "![T_C and T_A](report/transitions.png)",
+             ""]  # fmt: skip
+    if history:
+        lines += ["## Training", "", "![losses](report/losses.png)", ""]
+    lines += ["## Worst frames", "", "image | given mask | proposed mask", ""]
+    for image, given, proposed, fid in worst:
+        panel = np.concatenate([image, overlay(image, given, 0.6, k), overlay(image, proposed,
+                                                                               0.6, k)], 1)
+        name = fid.replace("/", "__") + ".png"
+        write_image(out / "report" / name, panel)
+        row = next(s for s in scores if s["id"] == fid)
+        lines += [f"**{fid}**: noise score {row['noise_score']:.3f}, "
+                  f"{100 * row['changed_fraction']:.1f}% of pixels changed", "",
+                  f"![{fid}](report/{name})", ""]  # fmt: skip
+    lines += ["## Colours", "", "background none, " + ", ".join(
+        f"{n} rgb{tuple(int(v) for v in colorize(np.array([[i]]), k)[0, 0])}"
+        for i, n in enumerate(names) if i > 0), ""]  # fmt: skip
+    return atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+
+
+def clean_to_folder(
+    dataset: Dataset,
+    models: Sequence[tuple[os.PathLike | str, Sequence[int] | None]],
+    out: os.PathLike | str,
+    *,
+    threshold: float | None = None,
+    device: str = "auto",
+    progress=None,
+    n_worst: int = 4,
+) -> list[dict]:
+    """Clean ``dataset`` into ``out``: masks/, changes/, confidence/, scores.csv, report.md.
+
+    ``models`` pairs each checkpoint with the frame indices it cleans (None: all frames);
+    K-fold cross-fitting passes one model per fold. ``progress(n)`` is called per frame.
+    Never writes into the dataset folder. Returns the score rows.
+    """
+    out = check_output_dir(out, dataset.root)
+    rows = []
+    for ckpt, indices in models:
+        for r in clean(dataset, ckpt, threshold=threshold, device=device, indices=indices):
+            write_frame_outputs(out, r)
+            rows.append({"id": r.id, "noise_score": round(r.noise_score, 6),
+                         "changed_fraction": round(r.changed_fraction, 6),
+                         "regions": len(r.region_info)})  # fmt: skip
+            if progress:
+                progress(1)
+    write_scores(out, rows)
+    index = {f.id: i for i, f in enumerate(dataset.frames)}
+    worst_ids = [r["id"] for r in sorted(rows, key=lambda r: -r["noise_score"])[:n_worst]]
+
+    def worst():
+        for fid in worst_ids:
+            s = dataset[index[fid]]
+            yield s.image, s.mask, read_mask(out / "masks" / f"{fid}.png", dataset.classes), fid
+
+    write_report(out, load_checkpoint(models[0][0]), rows, worst())
+    return rows
+
+
+def evaluate_folders(
+    pred_dir: os.PathLike | str, gt_dir: os.PathLike | str, classes: ClassInfo | None = None
+) -> dict:
+    """Dice/IoU (both conventions) of the masks in ``pred_dir`` against ``gt_dir``.
+
+    Files pair by relative path without suffix; every ground-truth frame needs a prediction.
+    """
+    classes = classes or ClassInfo()
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for d in (pred_dir, gt_dir):
+        if not d.is_dir():
+            raise DatasetError(d, "mask folder does not exist")
+    preds, gts = index_folder(pred_dir, MASK_SUFFIXES), index_folder(gt_dir, MASK_SUFFIXES)
+    if not gts:
+        raise DatasetError(gt_dir, "no masks found")
+    missing = [k for k in gts if k not in preds]
+    if missing:
+        raise DatasetError(pred_dir / f"{missing[0]}.png",
+                           f"no prediction for ground-truth frame ({len(missing)} missing)")
+    pairs = ((read_mask(preds[k], classes), read_mask(gts[k], classes)) for k in gts)
+
+    def checked():
+        for (p, g), k in zip(pairs, gts):
+            if p.shape != g.shape:
+                raise DatasetError(preds[k], f"shape mismatch: {p.shape} vs ground truth {g.shape}")
+            yield p, g
+
+    scores = segmentation_scores(checked(), classes.num_classes, classes.ignore_index)
+    scores["classes"] = list(classes.names)
+    return scores
