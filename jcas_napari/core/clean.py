@@ -132,8 +132,9 @@ class Cleaner:
         feats = self.net(to_tensor(resize_image(image, self.size), self.device)).features[1]
         grid = tuple(self.cfg.affinity.grid)
         f = to_grid(feats, grid)
-        gy = min(int(y * grid[0] / h), grid[0] - 1)
-        gx = min(int(x * grid[1] / w), grid[1] - 1)
+        # The grid cell nearest to (y, x) under the align_corners mapping used to upsample.
+        gy = int(round(y * (grid[0] - 1) / max(h - 1, 1)))
+        gx = int(round(x * (grid[1] - 1) / max(w - 1, 1)))
         a = pixel_affinity(f, gy, gx)[:, None]
         up = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=True)
         return up[0, 0].cpu().numpy().astype(np.float32)

@@ -1,0 +1,183 @@
+"""Training engine: resume equivalence, cancel, checkpoints, splits, DDP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from jcas_napari.core.config import load_config
+from jcas_napari.core.train import fold_splits, run_sync, split_by_sequence, train
+from jcas_napari.data.io import open_dataset
+from jcas_napari.data.make import make_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "ds"
+    make_dataset(root, sequences=3, frames=4, size=(64, 80), noise="symmetric50", seed=3)
+    return open_dataset(root)
+
+
+def tiny_config(warmup=1, jcas=1):
+    cfg = load_config("small")
+    cfg.input.height, cfg.input.width = 64, 80
+    cfg.affinity.grid = (8, 10)
+    cfg.train.batch_size = 2
+    cfg.train.epochs_warmup, cfg.train.epochs_jcas = warmup, jcas
+    return cfg
+
+
+def tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_split_by_sequence_and_folds():
+    seqs = {"a": [0, 1], "b": [2, 3], "c": [4, 5], "d": [6, 7]}
+    train_idx, val = split_by_sequence(seqs, 0.25, seed=0)
+    assert len(val) == 2 and sorted(train_idx + val) == list(range(8))
+    held = [n for n, idx in seqs.items() if idx[0] in val]
+    assert len(held) == 1 and set(seqs[held[0]]) == set(val)  # a whole sequence
+    assert split_by_sequence({"x": list(range(8))}, 0.25, 0) == (list(range(6)), [6, 7])
+    folds = fold_splits(seqs, 2, seed=0)
+    assert sorted(folds[0] + folds[1]) == list(range(8)) and len(folds[0]) == 4
+    with pytest.raises(ValueError, match="3 folds need at least 3 sequences"):
+        fold_splits({"a": [0], "b": [1]}, 3, 0)
+
+
+def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):
+    events = []
+    res = run_sync(train(tiny, tiny_config(1, 2), tmp_path / "run"), events.append)
+    assert not res.cancelled and res.best.exists() and res.last.exists()
+    steps = [e for e in events if e.kind == "step"]
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.stage for e in epochs] == [1, 2, 2]
+    assert steps[-1].step == steps[-1].steps_total == len(steps)
+    assert np.allclose(steps[-1].t_c.sum(1), 1) and steps[-1].t_c.shape == (4, 4)
+    assert all("val_noisy_acc" in e.val and "val_clean_miou" in e.val for e in epochs)
+    ckpt = load_checkpoint(res.best, 4)
+    assert ckpt["class_names"] == ["background", "shaft", "wrist", "clasper"]
+    assert ckpt["stage"] == 2 and ckpt["thresholds"].shape == (4,)
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("epoch,stage,lr")
+    import json
+
+    trans = json.loads((tmp_path / "run" / "transitions.json").read_text())
+    assert [t["stage"] for t in trans] == [1, 2, 2] and np.allclose(np.sum(trans[2]["t_c"], 1), 1)
+
+
+def test_resume_after_interruption_gives_the_same_model(tiny, tmp_path):
+    cfg = tiny_config(2, 2)
+    full = run_sync(train(tiny, cfg, tmp_path / "full", seed=5))
+    ev = []
+
+    def stop_mid_third_epoch() -> bool:
+        # One step of epoch 2 has run; its result must be thrown away on resume.
+        return any(e.kind == "step" and e.epoch == 2 for e in ev)
+
+    gen = train(tiny, cfg, tmp_path / "part", seed=5, should_stop=stop_mid_third_epoch)
+    part = run_sync(gen, ev.append)
+    assert part.cancelled
+    assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")["epoch"] == 1
+    resumed = run_sync(train(tiny, cfg, tmp_path / "part", resume=True))
+    a = load_checkpoint(full.last)["model"]
+    b = load_checkpoint(resumed.last)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+    np.testing.assert_allclose(full.t_c, resumed.t_c, atol=1e-6)
+
+
+def test_cancel_keeps_the_last_good_checkpoint(tiny, tmp_path):
+    cfg = tiny_config(1, 1)
+    run_sync(train(tiny, cfg, tmp_path / "run", seed=1))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    calls = {"n": 0}
+
+    def stop_soon() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    res = run_sync(train(tiny, tiny_config(1, 1), tmp_path / "run", seed=2, resume=False,
+                         should_stop=stop_soon))  # fmt: skip
+    assert res.cancelled and calls["n"] == 3
+    assert last.read_bytes() == before  # nothing written mid-epoch
+    load_checkpoint(last, 4)
+    assert not list(last.parent.glob(".*tmp"))
+
+
+def test_wrong_checkpoints_give_clear_errors(tiny, tmp_path):
+    res = run_sync(train(tiny, tiny_config(1, 0), tmp_path / "run"))
+    with pytest.raises(CheckpointError, match="checkpoint has 4 classes .* the dataset has 3"):
+        load_checkpoint(res.best, 3)
+    ckpt = load_checkpoint(res.best)
+    save_checkpoint(tmp_path / "new.pt", ckpt)
+    raw = torch.load(tmp_path / "new.pt", weights_only=True)
+    raw["format_version"] = 99
+    torch.save(raw, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="format version 99 is newer"):
+        load_checkpoint(tmp_path / "new.pt")
+    data = res.best.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="trunc.pt: unreadable or truncated"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a jcas-napari checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {EVIL_MARK}",))
+
+
+EVIL_MARK = Path("/tmp/jcas_evil_pickle_ran")
+
+
+def test_malicious_pickle_is_refused_without_running_code(tmp_path):
+    EVIL_MARK.unlink(missing_ok=True)
+    torch.save({"model": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not EVIL_MARK.exists()
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")  # fmt: skip
+def test_ddp_two_cpu_processes(tiny, tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    import yaml
+
+    cfg = tiny_config(1, 1).to_dict()
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "jcas_napari.cli", "train",
+         str(tiny.root), "--out", str(tmp_path / "ddp"), "--config", str(cfg_path),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("best model:") == 2  # both ranks finished
+    ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "best.pt", 4)
+    assert ckpt["stage"] == 2
+    from jcas_napari.core.checkpoint import model_from_checkpoint
+
+    net, _ = model_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in net.parameters()) > 0
