@@ -223,6 +223,7 @@ def run_cmd(
     threshold: float = typer.Option(None, min=0.0, max=1.0),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
+    init: Path = typer.Option(None, help="Start from this checkpoint (e.g. the shipped model)."),
 ) -> None:
     """Train, then clean, in one go."""
     from jcas_napari.core.train import fold_splits
@@ -234,13 +235,13 @@ def run_cmd(
         check_output_dir(out, ds.root)
         cfg = _config(config, epochs_warmup, epochs_jcas)
         if folds == 1:
-            res = _train(ds, cfg, out / "run", device, seed, False, None)
+            res = _train(ds, cfg, out / "run", device, seed, False, init)
             models = [(res.best, None)]
         else:
             models = []
             for f, held in enumerate(fold_splits(ds.sequences(), folds, seed)):
                 rest = sorted(set(range(len(ds))) - set(held))
-                res = _train(ds, cfg, out / f"run_fold{f}", device, seed, False, None, rest,
+                res = _train(ds, cfg, out / f"run_fold{f}", device, seed, False, init, rest,
                              desc=f"train fold {f + 1}/{folds}")  # fmt: skip
                 models.append((res.best, held))
         _clean_into(ds, models, out, threshold, device)
@@ -267,6 +268,22 @@ def evaluate_cmd(
         typer.echo(json.dumps(evaluate_folders(pred, gt, info), indent=1))
     except _errors() as exc:
         _fail(str(exc))
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="A training checkpoint (RUN/checkpoints/best.pt)."),
+    out: Path = typer.Argument(..., help="Where to write the small inference checkpoint."),
+    fp32: bool = typer.Option(False, "--fp32", help="Keep float32 weights (default: fp16)."),
+) -> None:
+    """Write a small checkpoint for sharing: no optimiser state, fp16 weights."""
+    from jcas_napari.core.checkpoint import export_checkpoint
+
+    try:
+        path = export_checkpoint(checkpoint, out, half=not fp32)
+    except _errors() as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
 def main() -> None:

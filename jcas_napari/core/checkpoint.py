@@ -79,3 +79,17 @@ def model_from_checkpoint(ckpt: dict) -> tuple[JCASNet, Config]:
     net = JCASNet(len(ckpt["class_names"]), cfg.model)
     net.load_state_dict(ckpt["model"])
     return net.eval(), cfg
+
+
+EXPORT_KEYS = ("config", "class_names", "ignore_index", "model", "t_c", "t_a", "thresholds",
+               "prior", "history", "method", "seed", "epoch", "stage")  # fmt: skip
+
+
+def export_checkpoint(src: os.PathLike | str, dst: os.PathLike | str, half: bool = True) -> Path:
+    """A small inference checkpoint: no optimiser state; weights in fp16 when ``half``."""
+    ckpt = load_checkpoint(src)
+    out = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    if half:
+        out["model"] = {k: v.half() if v.is_floating_point() else v
+                        for k, v in ckpt["model"].items()}  # fmt: skip
+    return save_checkpoint(dst, out)

@@ -80,11 +80,13 @@ class Cleaner:
         else:
             self.thresholds = np.asarray(ckpt.get("thresholds", torch.full((k,), 0.5)), float)
         self.size = (self.cfg.input.height, self.cfg.input.width)
+        # Baselines trained without the affinity branch predict without DAR.
+        self.refine = ckpt.get("method", "jcas") == "jcas"
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Class probabilities [K,H,W] float32 for each RGB frame, at the frame's size."""
         x = to_tensor(np.stack([resize_image(im, self.size) for im in images]), self.device)
-        p = predict(self.net, x, self.cfg)
+        p = predict(self.net, x, self.cfg, refine=self.refine)
         out = []
         for im, pi in zip(images, p):
             up = F.interpolate(pi[None], size=im.shape[:2], mode="bilinear", align_corners=True)

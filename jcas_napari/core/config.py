@@ -51,6 +51,7 @@ class TrainConfig:
     epochs_warmup: int = 4  # stage 1: CE + affinity BCE on the noisy masks, T = I
     epochs_jcas: int = 6  # stage 2: JCAS with T_C and T_A
     batch_size: int = 4
+    optimizer: str = "sgd"  # sgd (the paper's) or adam (faster from random init)
     lr: float = 0.005  # backbone lr; the paper's 1e-4 assumes ImageNet-initialised weights
     t_lr: float = 0.01  # T_C and T_A: their own optimiser and lr
     val_fraction: float = 0.25  # fraction of sequences held out for model selection

@@ -44,18 +44,22 @@ from jcas_napari.data.io import atomic_write_bytes
 from jcas_napari.data.resize import resize_image, resize_mask
 
 SELECTION_METRIC = "val_noisy_acc"
+METHODS = ("jcas", "ce", "volmin")
 
 # ----------------------------------------------------------------------------- steps
 
 
-def make_optimiser(net: JCASNet, lr: float) -> torch.optim.SGD:
-    """SGD (momentum 0.9, weight decay 5e-4) with the heads at 10x ``lr``, as in the paper."""
+def make_optimiser(net: JCASNet, lr: float, kind: str = "sgd") -> torch.optim.Optimizer:
+    """SGD (momentum 0.9, weight decay 5e-4) with the heads at 10x ``lr``, as in the paper;
+    ``kind="adam"`` uses Adam (same groups, heads at 10x) for short runs from random init."""
     heads = {id(p) for p in net.head_parameters()}
     trunk = [p for p in net.parameters() if id(p) not in heads and p.requires_grad]
-    return torch.optim.SGD(
-        [{"params": trunk, "lr": lr}, {"params": net.head_parameters(), "lr": 10 * lr}],
-        lr=lr, momentum=0.9, weight_decay=5e-4,
-    )  # fmt: skip
+    groups = [{"params": trunk, "lr": lr}, {"params": net.head_parameters(), "lr": 10 * lr}]
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=5e-4)
+    if kind != "sgd":
+        raise ValueError(f"unknown optimizer {kind!r}; choose sgd or adam")
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
 def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float):
@@ -282,7 +286,7 @@ def _barrier() -> None:
 @torch.no_grad()
 def validate(
     net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], num_classes: int,
-    device: torch.device, ignore_index: int = 255,
+    device: torch.device, ignore_index: int = 255, refine: bool = True,
 ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
     """Agreement of DAR predictions with the noisy masks of ``indices`` (and with the clean
     masks when present, for information). Also returns the per-class mean predicted
@@ -297,7 +301,7 @@ def validate(
     for start in range(0, len(indices), 8):
         batch = indices[start : start + 8]
         x, y = load_batch(dataset, batch, size, device=device, ignore_index=ignore_index)
-        p = predict(net, x, cfg).cpu().numpy()
+        p = predict(net, x, cfg, refine=refine).cpu().numpy()
         pred = p.argmax(1)
         y = y.cpu().numpy()
         cm_noisy += confusion_matrix(pred, y, num_classes, ignore_index)
@@ -357,6 +361,7 @@ def train(
     init_checkpoint: os.PathLike | str | None = None,
     train_indices: Sequence[int] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    method: str = "jcas",
 ) -> Generator[TrainEvent, None, TrainResult]:
     """Train JCAS on ``dataset`` (a sequence of samples with ``image``, ``mask``), yielding a
     :class:`TrainEvent` per step and per epoch; returns a :class:`TrainResult`.
@@ -365,7 +370,13 @@ def train(
     at each epoch end (rank 0 only under DDP). ``resume`` continues from ``last.pt``.
     ``init_checkpoint`` starts from another model's weights (fine-tuning).
     ``train_indices`` restricts training and validation to those frames (cross-fitting).
+    ``method`` picks the loss: ``jcas`` (default); the baselines ``ce`` (plain CE on both
+    heads in every epoch) and ``volmin`` (CE warm-up, then forward correction with T_C and
+    the volume term; no affinity branch, no DAR).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    refine = method == "jcas"
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     names = list(class_names or getattr(getattr(dataset, "classes", None), "names", None)
@@ -398,12 +409,20 @@ def train(
                            ignore_index)  # fmt: skip
     prior = torch.tensor(prior_np, dtype=torch.float32, device=dev)
 
-    net = build_model(config, k) if state is None and init_checkpoint is None else JCASNet(
-        k, config.model)
-    if init_checkpoint is not None and state is None:
-        net.load_state_dict(load_checkpoint(init_checkpoint, k)["model"])
     if state is not None:
+        net = JCASNet(k, config.model)
         net.load_state_dict(state["model"])
+    elif init_checkpoint is not None:
+        # Fine-tuning: the architecture, input size and grid come from the checkpoint.
+        init = load_checkpoint(init_checkpoint, k)
+        src = Config.from_dict(init["config"], str(init_checkpoint))
+        config = Config.from_dict(config.to_dict())
+        config.model, config.input, config.affinity = src.model, src.input, src.affinity
+        config.model.pretrained = None
+        net = JCASNet(k, config.model)
+        net.load_state_dict(init["model"])
+    else:
+        net = build_model(config, k)
     net.to(dev).train()
     model: nn.Module = net
     if world > 1:
@@ -421,7 +440,7 @@ def train(
     history: list[dict] = []
     best_score = {1: -1.0, 2: -1.0}
     start_epoch = 0
-    opt = make_optimiser(net, tc_cfg.lr)
+    opt = make_optimiser(net, tc_cfg.lr, tc_cfg.optimizer)
     t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr)
     if state is not None:
         start_epoch = int(state["epoch"]) + 1
@@ -448,7 +467,7 @@ def train(
             "optimiser": opt.state_dict(), "t_optimiser": t_opt.state_dict(),
             "generator": gen.get_state(), "epoch": epoch, "stage": stage, "seed": seed,
             "history": history, "best_score": {str(s): v for s, v in best_score.items()},
-            "prior": prior.cpu(),
+            "prior": prior.cpu(), "method": method,
             "thresholds": torch.tensor(thresholds if thresholds is not None else [0.5] * k),
         }  # fmt: skip
 
@@ -463,7 +482,8 @@ def train(
             if (ckpt_dir / "best.pt").exists():
                 net.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", k)["model"])
             t_c, t_a = TransitionMatrix(k).to(dev), TransitionMatrix(2).to(dev)
-            opt, t_opt = make_optimiser(net, tc_cfg.lr), make_t_optimiser(t_c, t_a, tc_cfg.t_lr)
+            opt = make_optimiser(net, tc_cfg.lr, tc_cfg.optimizer)
+            t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr)
         stage_epochs = [e for e in range(len(epochs)) if epochs[e] == stage]
         stage_pos = (epoch - stage_epochs[0]) * steps_per_epoch
         stage_total = len(stage_epochs) * steps_per_epoch
@@ -482,9 +502,15 @@ def train(
                               ignore_index)  # fmt: skip
             _poly(opt, base, stage_pos + s, stage_total)
             _poly(t_opt, [tc_cfg.t_lr], stage_pos + s, stage_total)
-            trans = (t_c, t_a) if stage == 2 else None
-            opts = [opt, t_opt] if stage == 2 else [opt]
-            losses = jcas_step(model, x, y, config, opts, trans, prior, scaler, after_backward)
+            if method == "jcas":
+                trans = (t_c, t_a) if stage == 2 else None
+                opts = [opt, t_opt] if stage == 2 else [opt]
+                losses = jcas_step(model, x, y, config, opts, trans, prior, scaler,
+                                   after_backward)  # fmt: skip
+            elif method == "volmin" and stage == 2:
+                losses = ce_step(model, x, y, config, opt, t_c, t_opt, config.loss.vol)
+            else:
+                losses = ce_step(model, x, y, config, opt)
             for key, v in losses.items():
                 sums[key] = sums.get(key, 0.0) + v
             step += 1
@@ -500,7 +526,8 @@ def train(
         tam = t_a().detach().cpu().numpy() if stage == 2 else np.eye(2)
         val, thresholds = ({}, None)
         if rank == 0 and val_idx:
-            val, thresholds = validate(net, config, dataset, val_idx, k, dev, ignore_index)
+            val, thresholds = validate(net, config, dataset, val_idx, k, dev, ignore_index,
+                                       refine)  # fmt: skip
         row = {"epoch": epoch, "stage": stage, "lr": opt.param_groups[0]["lr"],
                **{k2: v / steps_per_epoch for k2, v in sums.items()}, **val,
                "t_c": tcm.tolist(), "t_a": tam.tolist()}  # fmt: skip
