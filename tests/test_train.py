@@ -181,3 +181,24 @@ def test_ddp_two_cpu_processes(tiny, tmp_path):
 
     net, _ = model_from_checkpoint(ckpt)
     assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_export_then_fine_tune_from_it(tiny, tmp_path):
+    from jcas_napari.core.checkpoint import export_checkpoint, model_from_checkpoint
+
+    res = run_sync(train(tiny, tiny_config(1, 1), tmp_path / "run"))
+    small = export_checkpoint(res.best, tmp_path / "small.pt")
+    assert small.stat().st_size < 0.6 * res.best.stat().st_size  # fp16, no optimiser state
+    ckpt = load_checkpoint(small, 4)
+    assert "optimiser" not in ckpt and ckpt["model"]["cls2.branches.0.weight"].dtype == torch.half
+    net, _ = model_from_checkpoint(ckpt)
+    assert next(net.parameters()).dtype == torch.float32
+    # Fine-tune: stage 2 only, from the exported weights; a stale best.pt must not be used.
+    stale = tmp_path / "ft" / "checkpoints"
+    stale.mkdir(parents=True)
+    (stale / "best.pt").write_bytes(b"stale")
+    cfg = load_config("small")  # another input size: the checkpoint's architecture wins
+    cfg.train.epochs_warmup, cfg.train.epochs_jcas, cfg.train.batch_size = 0, 1, 2
+    ft = run_sync(train(tiny, cfg, tmp_path / "ft", init_checkpoint=small))
+    out = load_checkpoint(ft.best, 4)
+    assert out["config"]["input"]["height"] == 64 and out["stage"] == 2

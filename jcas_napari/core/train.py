@@ -479,7 +479,8 @@ def train(
         if stage == 2 and (epoch == 0 or epochs[epoch - 1] == 1):
             # Stage 2 starts from the best warm-up weights with fresh T and optimisers.
             _barrier()
-            if (ckpt_dir / "best.pt").exists():
+            # Only when this run had a warm-up: a best.pt from an earlier run must not leak in.
+            if tc_cfg.epochs_warmup > 0 and (ckpt_dir / "best.pt").exists():
                 net.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", k)["model"])
             t_c, t_a = TransitionMatrix(k).to(dev), TransitionMatrix(2).to(dev)
             opt = make_optimiser(net, tc_cfg.lr, tc_cfg.optimizer)
