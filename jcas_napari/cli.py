@@ -270,6 +270,40 @@ def evaluate_cmd(
         _fail(str(exc))
 
 
+@app.command("affinity")
+def affinity_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint."),
+    frame: str = typer.Option(..., help="Frame id, e.g. seq_01/frame003."),
+    y: int = typer.Option(..., help="Pixel row."),
+    x: int = typer.Option(..., help="Pixel column."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG to write (outside DATASET)."),
+) -> None:
+    """Write the affinity map of one pixel: what DAR aggregates for it (bright = similar)."""
+    import numpy as np
+
+    from jcas_napari.core.clean import Cleaner
+    from jcas_napari.data.io import open_dataset, write_image
+    from jcas_napari.report import check_output_dir
+
+    try:
+        ds = open_dataset(dataset)
+        check_output_dir(out.parent, ds.root)
+        if frame not in ds.ids:
+            raise ValueError(f"{dataset}: no frame {frame!r} (e.g. {ds.ids[0]!r})")
+        s = ds[ds.ids.index(frame)]
+        h, w = s.mask.shape
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"pixel ({y}, {x}) is outside the {h}x{w} frame")
+        a = Cleaner(model, ds.classes.num_classes).affinity_map(s.image, y, x)
+        heat = (np.clip(a, 0, 1) * 255).astype(np.uint8)
+        panel = np.concatenate([s.image, np.stack([heat, heat // 3, 255 - heat], -1)], 1)
+        write_image(out, panel)
+    except _errors() as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {out}: frame | affinity of pixel ({y}, {x})")
+
+
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="A training checkpoint (RUN/checkpoints/best.pt)."),

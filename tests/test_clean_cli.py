@@ -155,3 +155,17 @@ def test_segmentation_scores_small_example():
     assert s["dataset"]["iou"] == pytest.approx([1.0, 0.5, 0.5])
     assert s["dataset"]["dice"] == pytest.approx([1.0, 2 / 3, 2 / 3])
     assert s["per_image"]["mean_dice"] == pytest.approx(2 / 3)
+
+
+def test_cli_affinity_map_export(trained, tmp_path):
+    ds, best, _ = trained
+    out = tmp_path / "aff.png"
+    res = runner.invoke(app, ["affinity", str(ds.root), "--model", str(best), "--frame",
+                              ds.ids[0], "--y", "20", "--x", "30", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    from jcas_napari.data.io import read_image
+
+    assert read_image(out).shape == (64, 160, 3)
+    res = runner.invoke(app, ["affinity", str(ds.root), "--model", str(best), "--frame",
+                              ds.ids[0], "--y", "999", "--x", "0", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2 and "outside the 64x80 frame" in res.output
