@@ -29,6 +29,7 @@ from jcas_napari.data.io import (
     write_mask,
 )  # fmt: skip
 from jcas_napari.data.viz import colorize, overlay
+from jcas_napari.plots import draw_heatmap
 
 
 def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
@@ -65,19 +66,6 @@ def write_scores(out: Path, rows: Sequence[dict]) -> Path:
     return atomic_write_bytes(out / "scores.csv", buf.getvalue().encode())
 
 
-def _heatmap(ax, t: np.ndarray, labels: Sequence[str], title: str) -> None:
-    ax.imshow(t, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("noisy", fontsize=7)
-    ax.set_ylabel("clean", fontsize=7)
-    ax.set_title(title, fontsize=8)
-    for i in range(t.shape[0]):
-        for j in range(t.shape[1]):
-            ax.text(j, i, f"{t[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if t[i, j] < 0.5 else "black")  # fmt: skip
-
-
 def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -102,8 +90,8 @@ def write_report(
     names = list(checkpoint["class_names"])
     k = len(names)
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [k, 2]})
-    _heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
-    _heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
+    draw_heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
+    draw_heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
     fig.tight_layout()
     _save(fig, out / "report" / "transitions.png")
     plt.close(fig)

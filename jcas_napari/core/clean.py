@@ -69,6 +69,7 @@ class Cleaner:
         ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint,
                                                                               num_classes)
         self.checkpoint = ckpt
+        self.source = None if isinstance(checkpoint, dict) else str(checkpoint)
         self.device = pick_device(device)
         self.net, self.cfg = model_from_checkpoint(ckpt)
         self.net.to(self.device)

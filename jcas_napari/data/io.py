@@ -539,3 +539,49 @@ def write_stack(
 def frame_path(root: os.PathLike | str, folder: str, frame_id: str, suffix: str = ".png") -> Path:
     """``root/folder/<frame_id><suffix>``, the path of a frame in the folder layout."""
     return Path(root) / folder / f"{frame_id}{suffix}"
+
+
+@dataclass
+class ArrayDataset(Sequence):
+    """Frames held in memory (for example napari layers): the same interface as
+    :class:`Dataset`. images (T,H,W,3) uint8; masks and clean (T,H,W) integer class ids.
+    All frames form one sequence."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    classes: ClassInfo = ClassInfo()
+    clean: np.ndarray | None = None
+    root: Path | None = None
+    name: str = "layer"
+
+    def __post_init__(self) -> None:
+        if self.images.ndim == 3 and self.images.shape[-1] in (3, 4):
+            self.images, self.masks = self.images[None], self.masks[None]
+            self.clean = None if self.clean is None else self.clean[None]
+        if self.images.ndim != 4 or self.images.shape[-1] not in (3, 4):
+            raise DatasetError(self.name, f"expected RGB frames (T,H,W,3), got {self.images.shape}")
+        if self.masks.shape != self.images.shape[:3]:
+            raise DatasetError(self.name, f"shape mismatch: masks {self.masks.shape} vs frames "
+                               f"{self.images.shape[:3]}")  # fmt: skip
+        self.frames = [FrameRef(f"frame{t:05d}", "", Path(), Path(), index=t)
+                       for t in range(len(self.masks))]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        m = mask_from_array(np.asarray(self.masks[i]), self.classes, f"{self.name}[{i}]")
+        image = _to_uint8_image(np.asarray(self.images[i]), Path(f"{self.name}[{i}]"))
+        clean = None if self.clean is None else np.asarray(self.clean[i], np.uint8)
+        return Sample(self.frames[i].id, "", image, m, clean)
+
+    @property
+    def ids(self) -> list[str]:
+        return [f.id for f in self.frames]
+
+    @property
+    def has_clean(self) -> bool:
+        return self.clean is not None
+
+    def sequences(self) -> dict[str, list[int]]:
+        return {"": list(range(len(self)))}

@@ -1,21 +1,37 @@
-"""napari sample data: a synthetic surgical frame with its noisy and true masks."""
+"""napari sample data: synthetic surgical sequences with noisy and true masks."""
 
 from __future__ import annotations
 
+from jcas_napari.data.io import ClassInfo
 
-def synthetic_scene():
-    """Layer data for a synthetic 8-frame sequence: image, noisy mask and clean mask."""
+
+def _sequence(preset: str, frames: int = 8, seed: int = 0) -> list:
     import numpy as np
 
     from jcas_napari.data.noise import corrupt_sequence
     from jcas_napari.data.synthetic import make_sequence
+    from jcas_napari.napari.layers import labels_kwargs
 
-    images, clean = make_sequence(8, np.random.default_rng(0))
-    noisy = np.stack(
-        [m for m, _ in corrupt_sequence(clean, "mix", np.random.default_rng(1))]
-    )
+    images, clean = make_sequence(frames, np.random.default_rng(seed))
+    out = list(corrupt_sequence(clean, preset, np.random.default_rng(seed + 1)))
+    noisy = np.stack([m for m, _ in out])
+    classes = ClassInfo()
+    meta = {"noise_preset": preset}
+    if "matrix" in out[0][1].params:
+        meta["true_t"] = np.asarray(out[0][1].params["matrix"]).tolist()
     return [
         (images, {"name": "frames", "rgb": True}, "image"),
-        (clean, {"name": "masks_clean (truth)", "visible": False, "opacity": 0.5}, "labels"),
-        (noisy, {"name": "masks (noisy)", "opacity": 0.5}, "labels"),
-    ]
+        (clean, labels_kwargs("masks_clean (truth)", classes, visible=False), "labels"),
+        (noisy, labels_kwargs("masks (noisy)", classes, metadata={
+            "class_names": list(classes.names), "ignore_index": 255, **meta}), "labels"),
+    ]  # fmt: skip
+
+
+def noisy_sequence() -> list:
+    """8 frames with MS-TFAL-style `mix` noise (dilate/erode/affine/polygon per segment)."""
+    return _sequence("mix")
+
+
+def flip_sequence() -> list:
+    """8 frames with `asymmetric50` pixel flips (the true T_C is in the layer metadata)."""
+    return _sequence("asymmetric50")

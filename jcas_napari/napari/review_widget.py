@@ -1,0 +1,174 @@
+"""Review corrections dock widget: A accept, R reject, N/P next/previous, Shift+A accept
+the whole frame, Ctrl+Z undo. Decisions autosave; Save writes the reviewed masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)  # fmt: skip
+
+from jcas_napari.napari.layers import class_info_of, labels_kwargs
+from jcas_napari.napari.review import ReviewState
+from jcas_napari.napari.session import session_for
+
+KEYS = {"a": "accept", "r": "reject", "n": "next", "p": "previous",
+        "Shift-a": "accept_frame", "Control-z": "undo"}  # fmt: skip
+STATE_FILE = "review_state.json"
+
+
+class ReviewWidget(QWidget):
+    """Walk the change regions worst first and decide on each."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.state: ReviewState | None = None
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("output folder for the reviewed masks")
+        self.start_btn = QPushButton("Start review")
+        self.save_btn = QPushButton("Save reviewed masks")
+        self.counter = QLabel("no review yet: train or clean first")
+        self.counter.setWordWrap(True)
+        buttons = {}
+        row = QHBoxLayout()
+        for label, action in (("Accept (A)", "accept"), ("Reject (R)", "reject"),
+                              ("Prev (P)", "previous"), ("Next (N)", "next"),
+                              ("Undo (Ctrl+Z)", "undo")):  # fmt: skip
+            buttons[action] = QPushButton(label)
+            buttons[action].clicked.connect(lambda _=False, a=action: self.do(a))
+            row.addWidget(buttons[action])
+        form = QFormLayout()
+        form.addRow("save to", self.out_edit)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.start_btn)
+        layout.addLayout(row)
+        layout.addWidget(self.counter)
+        layout.addWidget(self.save_btn)
+        self.start_btn.clicked.connect(self.start)
+        self.save_btn.clicked.connect(self.save)
+        for key, action in KEYS.items():
+            self.viewer.bind_key(key, self._key(action), overwrite=True)
+
+    def _key(self, action: str):
+        def handler(_viewer_or_layer) -> None:
+            self.do(action)
+
+        return handler
+
+    def _original_layer(self):
+        from napari.layers import Labels
+
+        for name in ("masks (noisy)", "masks"):
+            if name in self.viewer.layers:
+                return self.viewer.layers[name]
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels) and layer.name not in ("corrected", "changes",
+                                                                "reviewed"):  # fmt: skip
+                return layer
+        return None
+
+    def output_dir(self) -> Path:
+        text = self.out_edit.text().strip()
+        if text:
+            return Path(text)
+        original = self._original_layer()
+        root = original.metadata.get("dataset_root") if original is not None else None
+        base = Path(root).parent / f"{Path(root).name}_reviewed" if root else (
+            Path.home() / "jcas_reviewed")  # fmt: skip
+        self.out_edit.setText(str(base))
+        return base
+
+    def start(self) -> None:
+        """Build the review from the last cleaning; resume saved decisions if any."""
+        from napari.utils.notifications import show_info
+
+        original = self._original_layer()
+        if not self.session.results or original is None:
+            self.counter.setText("nothing to review: run 'Clean with this model' first")
+            return
+        self.state = ReviewState.from_results(original.data, self.session.results)
+        saved = self.output_dir() / STATE_FILE
+        resumed = self.state.load(saved) if saved.exists() else 0
+        classes = class_info_of(original)
+        if "reviewed" in self.viewer.layers:
+            self.viewer.layers["reviewed"].data = self.state.reviewed
+        else:
+            self.viewer.add_labels(self.state.reviewed, **labels_kwargs("reviewed", classes,
+                                   metadata={**original.metadata}))  # fmt: skip
+        layer = self.viewer.layers["reviewed"]
+        for key, action in KEYS.items():  # layer keymaps win over the viewer's
+            layer.bind_key(key, self._key(action), overwrite=True)
+        self.viewer.layers.selection.active = layer
+        if resumed:
+            show_info(f"jcas-napari: resumed {resumed} decisions from {saved}")
+        self._show()
+
+    def do(self, action: str) -> None:
+        """Run a review action (accept, reject, next, previous, accept_frame, undo)."""
+        if self.state is None:
+            return
+        changed = getattr(self.state, action)()
+        if action in ("accept", "reject", "accept_frame"):
+            self.state.next_undecided()
+            self.state.save(self.output_dir() / STATE_FILE)
+        elif action == "undo" and changed:
+            self.state.save(self.output_dir() / STATE_FILE)
+        if "reviewed" in self.viewer.layers:
+            self.viewer.layers["reviewed"].refresh()
+        self._show()
+
+    def _show(self) -> None:
+        s = self.state
+        ref = s.current if s else None
+        c = s.counts() if s else {}
+        if ref is None:
+            self.counter.setText("no changes to review")
+            return
+        decision = s.decisions.get(ref.key, "undecided")
+        self.counter.setText(
+            f"region {s.position + 1}/{c['regions']} (frame {ref.frame}, score {ref.score:.2f},"
+            f" {decision}) · reviewed {c['reviewed']}, accepted {c['accepted']}, "
+            f"rejected {c['rejected']}")  # fmt: skip
+        if self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_current_step(0, ref.frame)
+        # Fit the frame, then zoom in on the region so that it fills about a third of it.
+        self.viewer.reset_view()
+        y0, x0, y1, x1 = ref.bbox
+        h, w = s.reviewed.shape[-2:]
+        factor = min(2.5, max(1.0, 0.33 * max(h, w) / max(y1 - y0, x1 - x0, 8)))
+        self.viewer.camera.center = ref.centre
+        self.viewer.camera.zoom = self.viewer.camera.zoom * factor
+
+    def save(self) -> list[str]:
+        """Write the reviewed masks to OUT/masks (new files; the originals are untouched)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from jcas_napari.data.io import DatasetError
+        from jcas_napari.napari.writer import write_labels
+
+        if self.state is None:
+            return []
+        out = self.output_dir()
+        original = self._original_layer()
+        root = original.metadata.get("dataset_root") if original is not None else None
+        try:
+            if root and Path(root).resolve() in [out.resolve(), *out.resolve().parents]:
+                raise DatasetError(out, "output folder is inside the input dataset")
+            paths = write_labels(str(out / "masks"), self.state.reviewed,
+                                 {"metadata": original.metadata if original else {}})  # fmt: skip
+            self.state.save(out / STATE_FILE)
+        except DatasetError as exc:
+            show_error(f"jcas-napari: {exc}")
+            return []
+        show_info(f"jcas-napari: saved {len(paths)} reviewed masks to {out / 'masks'}")
+        return paths

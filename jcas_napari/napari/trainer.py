@@ -1,0 +1,324 @@
+"""JCAS trainer dock widget: fine-tune in a background worker, then clean.
+
+The worker runs the same generators as the CLI (core.train.train, core.clean.clean). Layers
+and widgets are touched only in the worker's ``yielded``/``returned`` slots, on the main
+thread. Cancel sets a flag that the training loop checks every step; the previous model
+stays in use.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)  # fmt: skip
+
+from jcas_napari.napari.layers import as_frames, class_info_of, labels_kwargs
+from jcas_napari.napari.plot import make_canvas
+from jcas_napari.napari.session import session_for
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "jcas-small-synthetic.pt"
+MODEL_CHOICES = ("fine-tune shipped model", "fresh: small", "fresh: deeplab-r101",
+                 "checkpoint file")  # fmt: skip
+
+
+def available_devices() -> list[str]:
+    """'auto' plus the devices that really exist here."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+class TrainerWidget(QWidget):
+    """Pick layers, model, device and epochs; Start, Cancel, Clean with this model."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        self._stop = threading.Event()
+        self._losses: list[float] = []
+        self._results: list = []
+        self._run_root = Path(tempfile.mkdtemp(prefix="jcas_runs_"))
+
+        self.image_combo, self.mask_combo = QComboBox(), QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODEL_CHOICES)
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("checkpoint .pt (for 'checkpoint file')")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_note = QLabel("")
+        self.warmup, self.jcas = QSpinBox(), QSpinBox()
+        for box, val in ((self.warmup, 0), (self.jcas, 2)):
+            box.setRange(0, 1000)
+            box.setValue(val)
+        self.start_btn, self.cancel_btn = QPushButton("Start"), QPushButton("Cancel")
+        self.clean_btn = QPushButton("Clean with this model")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self.canvas, fig = make_canvas(3.2, 1.6)
+        self.canvas.setMinimumHeight(130)
+        self.ax = fig.add_subplot(111)
+        self.table = QTableWidget(0, 3)
+        self.table.setMinimumHeight(120)
+        self.table.setHorizontalHeaderLabels(["frame", "noise score", "changed %"])
+        self.table.cellClicked.connect(self._jump_to_row)
+
+        form = QFormLayout()
+        form.addRow("frames", self.image_combo)
+        form.addRow("noisy masks", self.mask_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("", self.path_edit)
+        form.addRow("device", self.device_combo)
+        form.addRow("", self.device_note)
+        form.addRow("warm-up epochs", self.warmup)
+        form.addRow("JCAS epochs", self.jcas)
+        buttons = QHBoxLayout()
+        for b in (self.start_btn, self.cancel_btn):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        for w in (self.progress, self.status, self.canvas, self.clean_btn,
+                  QLabel("Frames, worst first (click to go there):"), self.table):
+            layout.addWidget(w)  # fmt: skip
+
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.clean_btn.clicked.connect(self.clean)
+        self.device_combo.currentTextChanged.connect(self._device_changed)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._device_changed(self.device_combo.currentText())
+
+    # ------------------------------------------------------------------ inputs
+
+    def _refresh_layers(self, *_) -> None:
+        from napari.layers import Image, Labels
+
+        for combo, kind in ((self.image_combo, Image), (self.mask_combo, Labels)):
+            current = combo.currentText()
+            names = [lay.name for lay in self.viewer.layers if isinstance(lay, kind)
+                     and lay.name not in ("corrected", "changes", "reviewed", "affinity",
+                                          "confidence")]  # fmt: skip
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            elif kind is Labels and "masks (noisy)" in names:
+                combo.setCurrentText("masks (noisy)")
+
+    def _device_changed(self, device: str) -> None:
+        cpu = device == "cpu" or (device == "auto" and available_devices() == ["auto", "cpu"])
+        self.device_note.setText("Training on the CPU is slow: keep the epochs low."
+                                 if cpu else "")  # fmt: skip
+
+    def dataset(self):
+        """The selected layers as an in-memory dataset (all frames one sequence)."""
+        from jcas_napari.data.io import ArrayDataset
+
+        image = self.viewer.layers[self.image_combo.currentText()]
+        masks = self.viewer.layers[self.mask_combo.currentText()]
+        frames = as_frames(image.data)
+        m = np.asarray(masks.data)
+        return ArrayDataset(frames, m[None] if m.ndim == 2 else m, class_info_of(masks),
+                            name=masks.name)  # fmt: skip
+
+    def config_and_init(self):
+        from jcas_napari.core.config import load_config
+
+        choice = self.model_combo.currentText()
+        if choice == "fine-tune shipped model":
+            return load_config("small"), str(SHIPPED)
+        if choice == "checkpoint file":
+            path = self.path_edit.text().strip()
+            if not path or not Path(path).is_file():
+                raise ValueError(f"checkpoint file not found: {path!r}")
+            return load_config("small"), path
+        return load_config(choice.split(": ")[1]), None
+
+    # ------------------------------------------------------------------ training
+
+    def start(self) -> None:
+        """Start training in a worker thread."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        from jcas_napari.core.train import train
+
+        try:
+            ds = self.dataset()
+            cfg, init = self.config_and_init()
+            cfg.train.epochs_warmup, cfg.train.epochs_jcas = self.warmup.value(), self.jcas.value()
+            run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=self._run_root))
+            self._stop.clear()
+            gen = train(ds, cfg, run_dir, device=self.device_combo.currentText(),
+                        init_checkpoint=init, should_stop=self._stop.is_set)  # fmt: skip
+        except (ValueError, KeyError) as exc:
+            show_error(f"jcas-napari: {exc}")
+            return
+
+        def run():
+            return (yield from gen)
+
+        self._losses = []
+        self.worker = create_worker(run, _progress={"desc": "JCAS training"})
+        self.worker.yielded.connect(self._on_event)
+        self.worker.returned.connect(self._on_trained)
+        self.worker.errored.connect(self._on_error)
+        worker = self.worker
+        self.worker.finished.connect(lambda: self._on_finished(worker))
+        self._set_running(True)
+        self.status.setText("training…")
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop at the next step; the previous model stays."""
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.quit()
+        self.status.setText("cancelling…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_btn.setEnabled(not running)
+        self.clean_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+
+    def _on_event(self, ev) -> None:
+        self.session.progress.emit(ev)
+        self.progress.setMaximum(ev.steps_total)
+        self.progress.setValue(ev.step)
+        if ev.kind == "step":
+            self._losses.append(ev.losses["total"])
+            self.status.setText(
+                f"stage {ev.stage}, epoch {ev.epoch + 1}/{ev.epochs_total}, step "
+                f"{ev.step}/{ev.steps_total}, loss {ev.losses['total']:.3f}, "
+                f"{ev.images_per_s:.1f} img/s, ETA {ev.eta_s:.0f} s")  # fmt: skip
+            if ev.step % 5 == 0 or ev.step == ev.steps_total:
+                self._plot()
+
+    def _plot(self) -> None:
+        self.ax.clear()
+        self.ax.plot(self._losses, lw=1)
+        self.ax.set_title("training loss", fontsize=8)
+        self.ax.tick_params(labelsize=7)
+        self.canvas.draw_idle()
+
+    def _on_trained(self, result) -> None:
+        if result is None or result.cancelled or result.best is None:
+            self.status.setText("cancelled; the previous model is kept")
+            return
+        self.session.checkpoint = str(result.best)
+        self.session.model_ready.emit(str(result.best))
+        self.status.setText(f"trained: {result.best}")
+        self.clean()
+
+    def _on_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        show_error(f"jcas-napari: {exc}")
+        self.status.setText(f"error: {exc}")
+
+    def _on_finished(self, worker) -> None:
+        if worker is not self.worker:  # cleaning already took over
+            return
+        self._set_running(False)
+        if self._stop.is_set():
+            self.status.setText("cancelled; the previous model is kept")
+
+    # ------------------------------------------------------------------ cleaning
+
+    def clean(self) -> None:
+        """Clean the selected frames with the current model (shipped one if none yet)."""
+        from napari.qt.threading import create_worker
+
+        from jcas_napari.core.clean import clean
+
+        if self.session.checkpoint is None:
+            self.session.checkpoint = str(SHIPPED)
+        ds = self.dataset()
+        cleaner = self.session.get_cleaner()
+        self._results = []
+
+        def run():
+            yield from clean(ds, cleaner)
+
+        self.worker = create_worker(run, _progress={"total": len(ds), "desc": "JCAS cleaning"})
+        self.worker.yielded.connect(self._results.append)
+        self.worker.finished.connect(self._on_cleaned)
+        self.worker.errored.connect(self._on_error)
+        self._set_running(True)
+        self.status.setText("cleaning…")
+        self.worker.start()
+
+    def _on_cleaned(self) -> None:
+        self._set_running(False)
+        results = sorted(self._results, key=lambda r: r.index)
+        if not results:
+            return
+        classes = class_info_of(self.viewer.layers[self.mask_combo.currentText()])
+        self.show_results(results, classes)
+        self.status.setText(f"cleaned {len(results)} frames with {self.session.checkpoint}")
+
+    def show_results(self, results, classes) -> None:
+        """Add or refresh the corrected, changes and confidence layers and the score table."""
+        self.session.results = results
+        layers = {
+            "corrected": (np.stack([r.proposed for r in results]),
+                          labels_kwargs("corrected", classes)),
+            "changes": (np.stack([r.regions for r in results]),
+                        {"name": "changes", "opacity": 0.9}),
+            "confidence": (np.stack([r.confidence for r in results]).astype(np.float16),
+                           {"name": "confidence", "colormap": "magma", "visible": False,
+                            "contrast_limits": (0, 1)}),
+        }  # fmt: skip
+        # Show the proposal over the frames; the given masks stay one click away.
+        self.viewer.layers[self.mask_combo.currentText()].visible = False
+        for name, (data, kwargs) in layers.items():
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = data
+            elif name == "confidence":
+                self.viewer.add_image(data, **kwargs)
+            else:
+                self.viewer.add_labels(data, **kwargs)
+        self.viewer.layers["changes"].contour = 2  # outlines: the corrections stay visible
+        self.table.setRowCount(0)
+        for r in sorted(results, key=lambda r: -r.noise_score):
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            for col, text in enumerate((str(r.index), f"{r.noise_score:.3f}",
+                                        f"{100 * r.changed_fraction:.1f}")):  # fmt: skip
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                self.table.setItem(row, col, item)
+        self.session.cleaned.emit(results)
+
+    def _jump_to_row(self, row: int, _col: int) -> None:
+        frame = int(self.table.item(row, 0).text())
+        self.viewer.dims.set_current_step(0, frame)

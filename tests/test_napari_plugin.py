@@ -1,0 +1,239 @@
+"""The napari plugin, headless (xvfb): reader, writer, samples, and the whole GUI flow.
+
+Set JCAS_WRITE_DOCS=1 to write the screenshots into docs/ (they are committed there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def shot_path(tmp_path: Path, name: str) -> Path:
+    return (DOCS if os.environ.get("JCAS_WRITE_DOCS") else tmp_path) / name
+
+
+def save_shot(viewer, path: Path, canvas_only: bool = False) -> np.ndarray:
+    from jcas_napari.data.io import write_image
+
+    img = viewer.screenshot(canvas_only=canvas_only, flash=False)
+    write_image(path, np.ascontiguousarray(img[..., :3]))
+    assert img.shape[0] > 200 and img[..., :3].std() > 10  # not a blank window
+    return img
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    from jcas_napari.data.make import make_dataset
+
+    return make_dataset(tmp_path / "ds", sequences=1, frames=6, size=(128, 160), noise="mix",
+                        seed=2)  # fmt: skip
+
+
+def test_manifest_is_valid():
+    from importlib.resources import files
+
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_file(files("jcas_napari") / "napari.yaml")
+    assert pm.name == "jcas-napari"
+    assert {s.key for s in pm.contributions.sample_data} == {"noisy-sequence", "flip-sequence"}
+    assert len(pm.contributions.widgets) == 4 and len(pm.contributions.readers) == 1
+
+
+def test_reader_layouts(dataset, tmp_path):
+    from jcas_napari.data.io import open_dataset, write_stack
+    from jcas_napari.napari.reader import get_reader
+
+    layers = get_reader(str(dataset))(str(dataset))
+    assert [lay[2] for lay in layers] == ["image", "labels", "labels"]
+    assert layers[0][0].shape == (6, 128, 160, 3) and layers[1][0].shape == (6, 128, 160)
+    assert layers[1][1]["metadata"]["frame_ids"][0] == "seq_01/frame000"
+    ds = open_dataset(dataset)
+    np.testing.assert_array_equal(layers[1][0][3], ds[3].mask)
+    images = np.stack([s.image for s in ds])
+    masks = np.stack([s.mask for s in ds])
+    write_stack(tmp_path / "stack", images, masks)
+    stack = get_reader(str(tmp_path / "stack" / "images.tif"))(None)
+    np.testing.assert_array_equal(stack[1][0], masks)
+    assert get_reader(str(tmp_path)) is None  # not a dataset: other readers may try
+
+
+def test_reader_bad_input_notifies(tmp_path, monkeypatch):
+    import napari.utils.notifications as notes
+
+    from jcas_napari.napari.reader import get_reader
+
+    seen = []
+    monkeypatch.setattr(notes, "show_error", seen.append)
+    (tmp_path / "bad" / "images").mkdir(parents=True)
+    (tmp_path / "bad" / "images" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "bad" / "masks").mkdir()
+    result = get_reader(str(tmp_path / "bad"))(None)
+    assert result == [(None,)]
+    assert len(seen) == 1 and "a.png" in seen[0] and "mask" in seen[0]
+
+
+def test_writer_folder_tiff_and_refusal(dataset, tmp_path):
+    from jcas_napari.data.io import DatasetError, read_mask
+    from jcas_napari.napari.writer import write_labels
+
+    masks = np.random.default_rng(0).integers(0, 4, (2, 16, 20)).astype(np.uint8)
+    meta = {"metadata": {"frame_ids": ["s/a", "s/b"]}}
+    paths = write_labels(str(tmp_path / "out"), masks, meta)
+    assert [Path(p).name for p in paths] == ["a.png", "b.png"]
+    np.testing.assert_array_equal(read_mask(tmp_path / "out" / "s" / "b.png"), masks[1])
+    (tif,) = write_labels(str(tmp_path / "m.tif"), masks, {})
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(tif), masks)
+    before = file_hashes(dataset / "masks")
+    with pytest.raises(DatasetError, match="refusing to overwrite a user's mask"):
+        write_labels(str(dataset / "masks" / "seq_01"), masks[:1],
+                     {"metadata": {"frame_ids": ["frame000"]}})  # fmt: skip
+    assert file_hashes(dataset / "masks") == before
+
+
+def test_samples_open(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("jcas-napari", "flip-sequence")
+    names = [lay.name for lay in viewer.layers]
+    assert names == ["frames", "masks_clean (truth)", "masks (noisy)"]
+    noisy = viewer.layers["masks (noisy)"]
+    assert noisy.data.shape == (8, 256, 320) and set(np.unique(noisy.data)) <= {0, 1, 2, 3}
+    assert np.allclose(np.sum(noisy.metadata["true_t"], 1), 1)
+
+
+def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, qtbot, dataset,
+                                                           tmp_path):  # fmt: skip
+    from jcas_napari.napari.inspector import InspectorWidget
+    from jcas_napari.napari.matrices import MatricesWidget
+    from jcas_napari.napari.review_widget import ReviewWidget
+    from jcas_napari.napari.trainer import TrainerWidget
+
+    originals = file_hashes(dataset)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1700, 1050)
+    viewer.open(str(dataset), plugin="jcas-napari")
+    assert [lay.name for lay in viewer.layers] == ["frames", "masks", "masks_clean"]
+    trainer = TrainerWidget(viewer)
+    matrices = MatricesWidget(viewer)
+    viewer.window.add_dock_widget(trainer, name="JCAS trainer", area="right")
+    viewer.window.add_dock_widget(matrices, name="Transition matrices", area="right")
+    assert trainer.image_combo.currentText() == "frames"
+    assert trainer.mask_combo.currentText() == "masks"
+    trainer.warmup.setValue(0)
+    trainer.jcas.setValue(2)
+
+    # Start, then cancel at once: no model is produced, the previous (none) stays.
+    trainer.start()
+    trainer.cancel()
+    qtbot.waitUntil(lambda: trainer.start_btn.isEnabled(), timeout=60_000)
+    assert trainer.session.checkpoint is None and "corrected" not in viewer.layers
+
+    # Restart and let it finish: training, then cleaning, fill the layers and the table.
+    events = []
+    trainer.session.progress.connect(events.append)
+    trainer.start()
+    qtbot.waitUntil(lambda: any(e.kind == "step" for e in events), timeout=60_000)
+    save_shot(viewer, shot_path(tmp_path, "trainer.png"))
+    qtbot.waitUntil(lambda: "corrected" in viewer.layers and trainer.start_btn.isEnabled(),
+                    timeout=120_000)  # fmt: skip
+    assert trainer.session.checkpoint.endswith("best.pt")
+    assert events[-1].stage == 2 and np.allclose(matrices.t_c.sum(1), 1)
+    corrected, changes = viewer.layers["corrected"].data, viewer.layers["changes"].data
+    masks = viewer.layers["masks"].data
+    assert corrected.shape == masks.shape and ((corrected != masks) == (changes > 0)).all()
+    assert trainer.table.rowCount() == 6
+    scores = [float(trainer.table.item(r, 1).text()) for r in range(6)]
+    assert scores == sorted(scores, reverse=True)
+    trainer._jump_to_row(2, 0)
+    assert viewer.dims.current_step[0] == int(trainer.table.item(2, 0).text())
+    matrices.show_true.setChecked(True)
+    save_shot(viewer, shot_path(tmp_path, "matrices.png"))
+
+    # Affinity inspector (the trainer and matrices docks make room for it).
+    viewer.window.remove_dock_widget(trainer)
+    viewer.window.remove_dock_widget(matrices)
+    viewer.layers["changes"].visible = False
+    viewer.layers["corrected"].visible = False
+    inspector = InspectorWidget(viewer)
+    viewer.window.add_dock_widget(inspector, name="Affinity inspector", area="right")
+    qtbot.wait(300)
+    info = inspector.inspect(1, 64, 80)
+    assert info["class"] in ("background", "shaft", "wrist", "clasper")
+    assert abs(sum(info["share"].values()) - 1) < 1e-6
+    amap = viewer.layers["affinity"].data
+    assert amap.shape == (128, 160) and amap.max() <= 1 + 1e-6
+    save_shot(viewer, shot_path(tmp_path, "inspector.png"))
+    viewer.layers.remove("affinity")
+    viewer.layers.remove("clicked pixel")
+    viewer.window.remove_dock_widget(inspector)
+    viewer.layers["changes"].visible = True
+
+    # Review with the keys, including undo, then save.
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review corrections", area="right")
+    out = tmp_path / "reviewed"
+    review.out_edit.setText(str(out))
+    review.start()
+    qtbot.wait(300)
+    state = review.state
+    assert state.order, "the model proposed no change to review"
+    layer = viewer.layers["reviewed"]
+    first = state.current
+
+    def key(name: str) -> None:
+        from app_model.types import KeyBinding
+
+        layer.keymap[KeyBinding.from_str(name)](layer)
+
+    key("A")  # accept the first region
+    sel = changes[first.frame] == first.label
+    assert (layer.data[first.frame][sel] == corrected[first.frame][sel]).all()
+    assert state.decisions[first.key] == "accept"
+    if len(state.order) > 1:
+        second = state.current
+        key("R")  # reject the next one
+        sel2 = changes[second.frame] == second.label
+        assert (layer.data[second.frame][sel2] == masks[second.frame][sel2]).all()
+        key("Ctrl+Z")  # undo the reject: still the original there, decision gone
+        assert second.key not in state.decisions
+    key("Ctrl+Z")  # undo the accept
+    assert (layer.data[first.frame][sel] == masks[first.frame][sel]).all()
+    assert state.counts()["reviewed"] == 0
+    frame = state.current.frame
+    key("Shift+A")  # accept the whole frame of the current region
+    in_frame = [r for r in state.order if r.frame == frame]
+    assert state.counts()["accepted"] == len(in_frame)
+    np.testing.assert_array_equal(layer.data[frame], corrected[frame])
+    assert (out / "review_state.json").exists()
+    save_shot(viewer, shot_path(tmp_path, "review.png"))
+    paths = review.save()
+    assert len(paths) == 6 and (out / "masks" / "seq_01" / "frame000.png").exists()
+    from jcas_napari.data.io import read_mask
+
+    saved = np.stack([read_mask(p) for p in sorted(paths)])
+    np.testing.assert_array_equal(saved, layer.data)
+    assert file_hashes(dataset) == originals  # the user's files are byte-identical
+
+    # Reopening resumes the saved decisions.
+    review2 = ReviewWidget(viewer)
+    review2.out_edit.setText(str(out))
+    review2.start()
+    assert review2.state.decisions == state.decisions
+    np.testing.assert_array_equal(review2.state.reviewed, saved)
