@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: demo test test-slow lint gui-deps clean
+.PHONY: demo demo-headless test test-slow lint gui-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,18 @@ gui-deps:
 	  echo "GUI tests need: xvfb libgl1-mesa-dri (e.g. sudo apt-get install xvfb libgl1-mesa-dri)"; \
 	fi
 
-# The headless pipeline: a noisy synthetic dataset, a short fine-tune of the shipped model
-# on it, cleaning, and a report. Nothing is written into the dataset.
+# With a display: napari with the sample data and the widgets docked. Without one: the
+# headless pipeline (a noisy synthetic dataset, a short fine-tune of the shipped model on
+# it, cleaning, a report). Nothing is written into the dataset.
 demo: $(STAMP)
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(PY) examples/napari_demo.py ; \
+	else \
+	  echo "No display found: running the headless pipeline instead (see README)." ; \
+	  $(MAKE) --no-print-directory demo-headless ; \
+	fi
+
+demo-headless: $(STAMP)
 	$(VENV)/bin/jcas make-dataset $(DEMO)/dataset --sequences 3 --frames 8 --noise mix --seed 0 --overwrite
 	$(PY) examples/preview_dataset.py $(DEMO)/dataset --out $(DEMO)/preview.png
 	$(VENV)/bin/jcas run $(DEMO)/dataset --out $(DEMO)/cleaned --init models/jcas-small-synthetic.pt --epochs-warmup 0 --epochs-jcas 2

@@ -237,3 +237,17 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     review2.start()
     assert review2.state.decisions == state.decisions
     np.testing.assert_array_equal(review2.state.reviewed, saved)
+
+
+def test_reader_flat_layout(tmp_path):
+    from jcas_napari.data.io import frame_path, write_image, write_mask
+    from jcas_napari.napari.reader import get_reader
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(frame_path(tmp_path / "flat", "images", f"f{i}"),
+                    rng.integers(0, 255, (16, 20, 3), dtype=np.uint8))  # fmt: skip
+        write_mask(frame_path(tmp_path / "flat", "masks", f"f{i}"), np.full((16, 20), i, np.uint8))
+    layers = get_reader(str(tmp_path / "flat"))(None)
+    assert [lay[2] for lay in layers] == ["image", "labels"]
+    assert layers[1][0][:, 0, 0].tolist() == [0, 1]

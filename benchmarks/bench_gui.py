@@ -1,0 +1,83 @@
+"""Is napari responsive while JCAS trains in the background?
+
+A 10 ms QTimer records how late each tick fires (the event loop's stall). We measure it
+for a few seconds idle, then while the trainer widget fine-tunes on the sample data, and
+report the longest and the 99th-percentile stall of each phase. Target: no stall > 50 ms.
+
+Run (needs a display; here: xvfb-run -a python benchmarks/bench_gui.py [--epochs 3]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+
+def measure(app, seconds: float | None, until=None) -> np.ndarray:
+    """Lateness (ms) of each 10 ms timer tick while the event loop runs."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    late: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        late.append(max(0.0, (now - last[0]) * 1000 - 10))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    loop = QEventLoop()
+    stop = QTimer()
+    stop.setInterval(50)
+    t0 = time.perf_counter()
+    stop.timeout.connect(lambda: loop.quit() if (seconds and time.perf_counter() - t0 > seconds)
+                         or (until and until()) else None)  # fmt: skip
+    timer.start()
+    stop.start()
+    loop.exec_()
+    timer.stop()
+    stop.stop()
+    return np.array(late[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--idle", type=float, default=3.0)
+    args = ap.parse_args()
+    import napari
+    import torch
+
+    from jcas_napari.napari.trainer import TrainerWidget
+
+    viewer = napari.Viewer()
+    viewer.open_sample("jcas-napari", "noisy-sequence")
+    trainer = TrainerWidget(viewer)
+    viewer.window.add_dock_widget(trainer, area="right")
+    trainer.warmup.setValue(0)
+    trainer.jcas.setValue(args.epochs)
+    app = napari.qt.get_app()
+    idle = measure(app, args.idle)
+    trainer.start()
+    t0 = time.perf_counter()
+    busy = measure(app, None, until=lambda: trainer.start_btn.isEnabled()
+                   and "corrected" in viewer.layers)  # fmt: skip
+    took = time.perf_counter() - t0
+    print(f"Command: xvfb-run -a python benchmarks/bench_gui.py --epochs {args.epochs}")
+    print(f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU, "
+          f"napari {napari.__version__}; training + cleaning took {took:.1f} s\n")
+    print("| phase | ticks | longest stall ms | p99 stall ms | median stall ms |")
+    print("|---|---|---|---|---|")
+    for name, late in (("idle", idle), ("training + cleaning in the worker", busy)):
+        print(f"| {name} | {len(late)} | {late.max():.1f} | {np.percentile(late, 99):.1f} | "
+              f"{np.median(late):.1f} |")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
