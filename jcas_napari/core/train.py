@@ -39,7 +39,7 @@ from jcas_napari.core.infer import predict, to_tensor
 from jcas_napari.core.losses import corrected_ce, jcas_loss
 from jcas_napari.core.metrics import confusion_matrix, dice_iou_from_confusion
 from jcas_napari.core.model import JCASNet, JCASOutput, build_model
-from jcas_napari.core.transitions import TransitionMatrix, class_prior
+from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
 from jcas_napari.data.io import atomic_write_bytes
 from jcas_napari.data.resize import resize_image, resize_mask
 
@@ -405,9 +405,12 @@ def train(
     train_idx, val_idx = split_by_sequence(seq_map, tc_cfg.val_fraction, seed)
     if not train_idx:
         raise ValueError("no training frames")
-    prior_np = class_prior((resize_mask(dataset[i].mask, size) for i in train_idx), k,
-                           ignore_index)  # fmt: skip
-    prior = torch.tensor(prior_np, dtype=torch.float32, device=dev)
+    counts = class_counts((resize_mask(dataset[i].mask, size) for i in train_idx), k,
+                          ignore_index)  # fmt: skip
+    if counts.sum() == 0:
+        raise ValueError(f"{getattr(dataset, 'root', None) or 'dataset'}: the training masks "
+                         f"have no labelled pixels (all are ignore {ignore_index})")
+    prior = torch.tensor(prior_from_counts(counts), dtype=torch.float32, device=dev)
 
     if state is not None:
         net = JCASNet(k, config.model)

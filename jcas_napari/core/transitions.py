@@ -66,10 +66,19 @@ def class_to_affinity(
     return torch.stack(rows).to(dtype)
 
 
-def class_prior(masks, num_classes: int, ignore_index: int = 255, eps: float = 1e-9):
-    """Class frequencies [K] (numpy float64) over an iterable of (H,W) integer masks."""
+def class_counts(masks, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Pixel count per class [K] (float64) over an iterable of (H,W) integer masks."""
     counts = np.zeros(num_classes, np.float64)
     for m in masks:
         m = np.asarray(m)
         counts += np.bincount(m[m != ignore_index].ravel(), minlength=num_classes)[:num_classes]
-    return (counts + eps) / (counts.sum() + num_classes * eps)
+    return counts
+
+
+def class_prior(masks, num_classes: int, ignore_index: int = 255, eps: float = 1e-9):
+    """Class frequencies [K] (numpy float64) over an iterable of (H,W) integer masks."""
+    return prior_from_counts(class_counts(masks, num_classes, ignore_index), eps)
+
+
+def prior_from_counts(counts: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    return (counts + eps) / (counts.sum() + len(counts) * eps)

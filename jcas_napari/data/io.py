@@ -236,7 +236,7 @@ def _decode(path: Path, key: int | None) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF (page ``key`` of a stack) into a numpy array."""
     with _reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
-            return tifffile.imread(path, key=key if key is not None else 0)
+            return tifffile.imread(path) if key is None else tifffile.imread(path, key=key)
         with Image.open(path) as im:
             return np.asarray(im)
 
@@ -307,8 +307,12 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
     with _reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tf:
-                shape = tf.pages[0].shape
-                return (int(shape[0]), int(shape[1])), "RGB" if len(shape) == 3 else "L"
+                shape = tuple(tf.series[0].shape)
+            if len(shape) == 2:
+                return (shape[0], shape[1]), "L"
+            if len(shape) == 3 and shape[2] in (3, 4):
+                return (shape[0], shape[1]), "RGB"
+            raise DatasetError(path, f"expected one image (H,W) or (H,W,3), got shape {shape}")
         with Image.open(path) as im:
             return (im.height, im.width), im.mode
 
@@ -317,9 +321,17 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
 
 
 def index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """Relative path without suffix -> file, for every image file below ``folder``."""
+    """Relative path without suffix -> file, for every image file below ``folder``.
+
+    Symlinked folders are not followed (a link loop must not hang or crash the scan);
+    hidden files are skipped.
+    """
     out: dict[str, Path] = {}
-    for p in sorted(folder.rglob("*")):
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / f for f in filenames]
+    for p in sorted(found):
         if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in out:
