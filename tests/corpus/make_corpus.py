@@ -157,8 +157,8 @@ def build(root: Path) -> list[Case]:
          "distinct class names"),
         ("classes_ignore_in_range", json.dumps({"names": ["a", "b", "c", "d"], "ignore_index": 2}),
          "ignore_index 2"),
-        ("classes_palette_length", json.dumps({"names": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}),
-         "palette needs one"),
+        ("classes_palette_length",
+         json.dumps({"names": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}), "palette needs one"),
     ):  # fmt: skip
         (good(case(name, expect)) / "classes.json").write_text(content)
 
