@@ -93,7 +93,7 @@ def _errors():
     from jcas_napari.core.checkpoint import CheckpointError
     from jcas_napari.data.io import DatasetError
 
-    return (DatasetError, CheckpointError, ValueError, FileNotFoundError, PermissionError)
+    return (DatasetError, CheckpointError, ValueError, OSError)
 
 
 def _config(config: str, epochs_warmup: int | None, epochs_jcas: int | None):
@@ -141,6 +141,8 @@ def _train(dataset, cfg, run: Path, device: str, seed: int, resume: bool, init, 
         if ev.kind == "step":
             bar.n = ev.step
             bar.set_postfix(stage=ev.stage, epoch=ev.epoch, loss=f"{ev.losses['total']:.3f}")
+        elif ev.kind == "message":
+            bar.write(f"note: {ev.val['message']}")
         elif ev.val:
             bar.write(f"epoch {ev.epoch} (stage {ev.stage}): " + ", ".join(
                 f"{k} {v:.3f}" for k, v in ev.val.items()))  # fmt: skip
@@ -183,9 +185,12 @@ def _clean_into(ds, models, out: Path, threshold, device) -> None:
     from jcas_napari.report import clean_to_folder
 
     with tqdm(total=len(ds), unit="frame", desc="clean") as bar:
-        clean_to_folder(ds, models, out, threshold=threshold, device=device,
-                        progress=bar.update)  # fmt: skip
-    typer.echo(f"wrote {len(ds)} cleaned masks to {out / 'masks'}; report: {out / 'report.md'}")
+        rows = clean_to_folder(ds, models, out, threshold=threshold, device=device,
+                               progress=bar.update)  # fmt: skip
+    skipped = len(rows) - bar.n
+    note = f" ({skipped} frames already done by an earlier run were kept)" if skipped else ""
+    typer.echo(f"wrote {len(rows)} cleaned masks to {out / 'masks'}{note}; "
+               f"report: {out / 'report.md'}")  # fmt: skip
 
 
 @app.command("clean")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from jcas_napari.data.io import (
     encode_png,
     index_folder,
     read_mask,
+    remove_stale_temp_files,
     write_image,
     write_mask,
 )  # fmt: skip
@@ -153,17 +155,29 @@ def clean_to_folder(
     Never writes into the dataset folder. Returns the score rows.
     """
     out = check_output_dir(out, dataset.root)
+    remove_stale_temp_files(out)  # left by a run that was killed mid-write
     rows = []
+    index = {f.id: i for i, f in enumerate(dataset.frames)}
+    done = _finished_frames(out)
     for ckpt, indices in models:
-        for r in clean(dataset, ckpt, threshold=threshold, device=device, indices=indices):
+        key = _model_key(ckpt)
+        todo = [i for i in (range(len(dataset)) if indices is None else indices)
+                if done.get(dataset.frames[i].id, {}).get("model") != key]  # fmt: skip
+        for r in clean(dataset, ckpt, threshold=threshold, device=device, indices=todo):
             write_frame_outputs(out, r)
-            rows.append({"id": r.id, "noise_score": round(r.noise_score, 6),
-                         "changed_fraction": round(r.changed_fraction, 6),
-                         "regions": len(r.region_info)})  # fmt: skip
+            row = {"id": r.id, "noise_score": round(r.noise_score, 6),
+                   "changed_fraction": round(r.changed_fraction, 6),
+                   "regions": len(r.region_info)}  # fmt: skip
+            # Written last: a frame counts as done only once all its files are complete, and
+            # only for the same model (a rerun with another model redoes it).
+            sidecar = {**row, "model": key}
+            atomic_write_bytes(out / "scores" / f"{r.id}.json", json.dumps(sidecar).encode())
+            done[r.id] = sidecar
             if progress:
                 progress(1)
+    rows = [{k: v for k, v in done[f.id].items() if k != "model"}
+            for f in dataset.frames if f.id in done]  # fmt: skip
     write_scores(out, rows)
-    index = {f.id: i for i, f in enumerate(dataset.frames)}
     worst_ids = [r["id"] for r in sorted(rows, key=lambda r: -r["noise_score"])[:n_worst]]
 
     def worst():
@@ -172,6 +186,30 @@ def clean_to_folder(
             yield s.image, s.mask, read_mask(out / "masks" / f"{fid}.png", dataset.classes), fid
 
     write_report(out, load_checkpoint(models[0][0]), rows, worst())
+    return rows
+
+
+def _model_key(ckpt: os.PathLike | str) -> str:
+    """Identity of a checkpoint file: path, size and modification time."""
+    path = Path(ckpt)
+    if not path.is_file():
+        return "missing"  # loading it will raise the clear error
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _finished_frames(out: Path) -> dict[str, dict]:
+    """Score rows of frames a previous (interrupted) run already finished, by frame id."""
+    folder = out / "scores"
+    if not folder.is_dir():
+        return {}
+    rows = {}
+    for p in folder.rglob("*.json"):
+        try:
+            row = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: the frame is simply done again
+        rows[row["id"]] = row
     return rows
 
 

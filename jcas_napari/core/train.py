@@ -40,7 +40,7 @@ from jcas_napari.core.losses import corrected_ce, jcas_loss
 from jcas_napari.core.metrics import confusion_matrix, dice_iou_from_confusion
 from jcas_napari.core.model import JCASNet, JCASOutput, build_model
 from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
-from jcas_napari.data.io import atomic_write_bytes
+from jcas_napari.data.io import atomic_write_bytes, remove_stale_temp_files
 from jcas_napari.data.resize import resize_image, resize_mask
 
 SELECTION_METRIC = "val_noisy_acc"
@@ -210,7 +210,7 @@ def load_batch(
 class TrainEvent:
     """Progress of training: small and picklable, for progress bars and the GUI."""
 
-    kind: str  # "step" or "epoch"
+    kind: str  # "step", "epoch", or "message" (then val holds {"message": text})
     stage: int  # 1 warm-up, 2 JCAS
     epoch: int  # global epoch index, 0-based
     epochs_total: int
@@ -389,6 +389,8 @@ def train(
     size = (config.input.height, config.input.width)
 
     state = None
+    if _rank() == 0:
+        remove_stale_temp_files(run_dir)  # left by a writer that was killed mid-write
     if resume and (ckpt_dir / "last.pt").exists():
         state = load_checkpoint(ckpt_dir / "last.pt", k)
         config = Config.from_dict(state["config"], "checkpoint config")
@@ -475,6 +477,7 @@ def train(
         }  # fmt: skip
 
     step = start_epoch * steps_per_epoch
+    messages: list[str] = []
     t_start, steps_done = time.perf_counter(), 0
     result = TrainResult(run_dir, None, None, np.eye(k), np.eye(2), history)
     for epoch in range(start_epoch, len(epochs)):
@@ -501,20 +504,36 @@ def train(
                 result.cancelled = True
                 return result
             pos = [mine[(s * bs + j) % len(mine)] for j in range(bs)]
-            x, y = load_batch(dataset, [train_idx[p] for p in pos], size,
-                              [tc_cfg.flip and flips[p] for p in pos], dev,
-                              ignore_index)  # fmt: skip
             _poly(opt, base, stage_pos + s, stage_total)
             _poly(t_opt, [tc_cfg.t_lr], stage_pos + s, stage_total)
-            if method == "jcas":
-                trans = (t_c, t_a) if stage == 2 else None
-                opts = [opt, t_opt] if stage == 2 else [opt]
-                losses = jcas_step(model, x, y, config, opts, trans, prior, scaler,
-                                   after_backward)  # fmt: skip
-            elif method == "volmin" and stage == 2:
-                losses = ce_step(model, x, y, config, opt, t_c, t_opt, config.loss.vol)
-            else:
-                losses = ce_step(model, x, y, config, opt)
+            while True:
+                x, y = load_batch(dataset, [train_idx[p] for p in pos], size,
+                                  [tc_cfg.flip and flips[p] for p in pos], dev,
+                                  ignore_index)  # fmt: skip
+                try:
+                    if method == "jcas":
+                        trans = (t_c, t_a) if stage == 2 else None
+                        opts = [opt, t_opt] if stage == 2 else [opt]
+                        losses = jcas_step(model, x, y, config, opts, trans, prior, scaler,
+                                           after_backward)  # fmt: skip
+                    elif method == "volmin" and stage == 2:
+                        losses = ce_step(model, x, y, config, opt, t_c, t_opt, config.loss.vol)
+                    else:
+                        losses = ce_step(model, x, y, config, opt)
+                    break
+                except torch.OutOfMemoryError:
+                    if len(pos) == 1:
+                        raise
+                    # Out of GPU memory: halve the batch for this and every later step.
+                    del x, y
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    bs = max(1, len(pos) // 2)
+                    pos = pos[:bs]
+                    messages.append(f"out of memory: batch size halved to {bs}")
+                    yield TrainEvent("message", stage, epoch, len(epochs), step, total_steps,
+                                     {}, np.eye(k), np.eye(2), 0.0, 0.0,
+                                     {"message": messages[-1]})  # fmt: skip
             for key, v in losses.items():
                 sums[key] = sums.get(key, 0.0) + v
             step += 1

@@ -477,6 +477,18 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, overwrite: bool 
     return path
 
 
+def remove_stale_temp_files(folder: os.PathLike | str) -> int:
+    """Delete the temporary files that a killed writer left below ``folder`` (the
+    ``.<name>.*.tmp`` files of :func:`atomic_write_bytes`); returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a (H,W) or (H,W,3) uint8 array."""
     if array.dtype != np.uint8:

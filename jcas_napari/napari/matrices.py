@@ -54,7 +54,7 @@ class MatricesWidget(QWidget):
         self.draw()
 
     def _on_event(self, ev) -> None:
-        if ev.kind == "epoch" or ev.step % 5 == 0:
+        if ev.kind == "epoch" or (ev.kind == "step" and ev.step % 5 == 0):
             self.set_matrices(ev.t_c, ev.t_a)
 
     def _on_model(self, path: str) -> None:

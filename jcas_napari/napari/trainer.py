@@ -211,6 +211,11 @@ class TrainerWidget(QWidget):
         self.cancel_btn.setEnabled(running)
 
     def _on_event(self, ev) -> None:
+        if ev.kind == "message":
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"jcas-napari: {ev.val['message']}")
+            return
         self.session.progress.emit(ev)
         self.progress.setMaximum(ev.steps_total)
         self.progress.setValue(ev.step)
