@@ -61,7 +61,7 @@ def main() -> None:
     viewer.window.add_dock_widget(trainer, area="right")
     trainer.warmup.setValue(0)
     trainer.jcas.setValue(args.epochs)
-    app = napari.qt.get_app()
+    app = napari.qt.get_qapp()
     idle = measure(app, args.idle)
     trainer.start()
     t0 = time.perf_counter()

@@ -251,3 +251,54 @@ def test_reader_flat_layout(tmp_path):
     layers = get_reader(str(tmp_path / "flat"))(None)
     assert [lay[2] for lay in layers] == ["image", "labels"]
     assert layers[1][0][:, 0, 0].tolist() == [0, 1]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_twenty_start_cancel_cycles(make_napari_viewer, qtbot):
+    """No leaked threads or models, and the viewer stays usable.
+
+    This test found that cancelled runs kept their models alive (worker.quit() left the
+    generator suspended); cancel is now cooperative and the generator is closed. Resident
+    memory is printed, not asserted: after that fix it rose 2-9% over 20 runs here, with
+    occasional native (torch/allocator) jumps, so a 10% bound would be flaky."""
+    import gc
+    import threading
+
+    from jcas_napari.core.model import JCASNet
+    from jcas_napari.napari.trainer import TrainerWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("jcas-napari", "noisy-sequence")
+    trainer = TrainerWidget(viewer)
+    trainer.warmup.setValue(0)
+    trainer.jcas.setValue(5)
+
+    def cycle() -> None:
+        trainer.start()
+        qtbot.wait(50)
+        trainer.cancel()
+        qtbot.waitUntil(lambda: trainer.start_btn.isEnabled(), timeout=60_000)
+
+    cycle()
+    gc.collect()
+    threads, rss = threading.active_count(), _rss_mib()
+    nets_before = sum(isinstance(o, JCASNet) for o in gc.get_objects())
+    for _ in range(20):
+        cycle()
+        assert trainer.session.checkpoint is None  # every run was cancelled
+    qtbot.wait(200)
+    gc.collect()
+    assert threading.active_count() <= threads
+    nets = sum(isinstance(o, JCASNet) for o in gc.get_objects())
+    # At most the last run's model more (its worker may not be collected yet).
+    assert nets <= nets_before + 1, f"{nets - nets_before} more models alive after 20 runs"
+    print(f"RSS after 1 run {rss:.0f} MiB, after 21 runs {_rss_mib():.0f} MiB")
+    viewer.dims.set_current_step(0, 3)  # still responsive
+    assert viewer.dims.current_step[0] == 3

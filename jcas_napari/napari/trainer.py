@@ -61,6 +61,7 @@ class TrainerWidget(QWidget):
         self._stop = threading.Event()
         self._losses: list[float] = []
         self._results: list = []
+        self._gen = None
         self._run_root = Path(tempfile.mkdtemp(prefix="jcas_runs_"))
 
         self.image_combo, self.mask_combo = QComboBox(), QComboBox()
@@ -187,8 +188,9 @@ class TrainerWidget(QWidget):
         def run():
             return (yield from gen)
 
+        self._gen = gen
         self._losses = []
-        self.worker = create_worker(run, _progress={"desc": "JCAS training"})
+        self.worker = create_worker(run)
         self.worker.yielded.connect(self._on_event)
         self.worker.returned.connect(self._on_trained)
         self.worker.errored.connect(self._on_error)
@@ -199,10 +201,12 @@ class TrainerWidget(QWidget):
         self.worker.start()
 
     def cancel(self) -> None:
-        """Stop at the next step; the previous model stays."""
+        """Stop at the next step; the previous model stays.
+
+        Only the flag is set: the training loop sees it within one step and returns, so the
+        generator ends cleanly and frees its model (``worker.quit()`` would leave it
+        suspended, holding the model, at its last ``yield``)."""
         self._stop.set()
-        if self.worker is not None:
-            self.worker.quit()
         self.status.setText("cancelling…")
 
     def _set_running(self, running: bool) -> None:
@@ -251,6 +255,9 @@ class TrainerWidget(QWidget):
         self.status.setText(f"error: {exc}")
 
     def _on_finished(self, worker) -> None:
+        if self._gen is not None:
+            self._gen.close()  # frees the model and optimiser however the run ended
+            self._gen = None
         if worker is not self.worker:  # cleaning already took over
             return
         self._set_running(False)
@@ -274,13 +281,19 @@ class TrainerWidget(QWidget):
         def run():
             yield from clean(ds, cleaner)
 
-        self.worker = create_worker(run, _progress={"total": len(ds), "desc": "JCAS cleaning"})
-        self.worker.yielded.connect(self._results.append)
+        self.progress.setMaximum(len(ds))
+        self.progress.setValue(0)
+        self.worker = create_worker(run)
+        self.worker.yielded.connect(self._on_cleaned_frame)
         self.worker.finished.connect(self._on_cleaned)
         self.worker.errored.connect(self._on_error)
         self._set_running(True)
         self.status.setText("cleaning…")
         self.worker.start()
+
+    def _on_cleaned_frame(self, result) -> None:
+        self._results.append(result)
+        self.progress.setValue(len(self._results))
 
     def _on_cleaned(self) -> None:
         self._set_running(False)
