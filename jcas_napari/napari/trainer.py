@@ -190,7 +190,7 @@ class TrainerWidget(QWidget):
 
         self._gen = gen
         self._losses = []
-        self.worker = create_worker(run)
+        self.worker = create_worker(run, _progress={"desc": "JCAS training"})
         self.worker.yielded.connect(self._on_event)
         self.worker.returned.connect(self._on_trained)
         self.worker.errored.connect(self._on_error)
@@ -283,7 +283,7 @@ class TrainerWidget(QWidget):
 
         self.progress.setMaximum(len(ds))
         self.progress.setValue(0)
-        self.worker = create_worker(run)
+        self.worker = create_worker(run, _progress={"total": len(ds), "desc": "JCAS cleaning"})
         self.worker.yielded.connect(self._on_cleaned_frame)
         self.worker.finished.connect(self._on_cleaned)
         self.worker.errored.connect(self._on_error)
