@@ -302,3 +302,22 @@ def test_twenty_start_cancel_cycles(make_napari_viewer, qtbot):
     print(f"RSS after 1 run {rss:.0f} MiB, after 21 runs {_rss_mib():.0f} MiB")
     viewer.dims.set_current_step(0, 3)  # still responsive
     assert viewer.dims.current_step[0] == 3
+
+
+def test_alt_click_shows_affinity_and_plain_click_does_not(make_napari_viewer):
+    from types import SimpleNamespace
+
+    from jcas_napari.napari.inspector import InspectorWidget
+    from jcas_napari.napari.trainer import SHIPPED
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("jcas-napari", "noisy-sequence")
+    inspector = InspectorWidget(viewer)
+    inspector.session.checkpoint = str(SHIPPED)
+    inspector._on_click(viewer, SimpleNamespace(modifiers=(), position=(2, 100, 120)))
+    assert "affinity" not in viewer.layers  # plain clicks stay with the active layer
+    inspector._on_click(viewer, SimpleNamespace(modifiers=("Alt",), position=(2, 100, 120)))
+    amap = viewer.layers["affinity"].data
+    assert amap.shape == (256, 320) and 0 <= amap.min() and amap.max() <= 1 + 1e-6
+    assert viewer.layers["clicked pixel"].data.tolist() == [[100, 120]]
+    assert "frame 2, pixel (100, 120)" in inspector.readout.text()
