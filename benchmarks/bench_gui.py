@@ -65,15 +65,20 @@ def main() -> None:
     idle = measure(app, args.idle)
     trainer.start()
     t0 = time.perf_counter()
-    busy = measure(app, None, until=lambda: trainer.start_btn.isEnabled()
-                   and "corrected" in viewer.layers)  # fmt: skip
+    busy = measure(app, None, until=lambda: trainer.status.text().startswith("clean")
+                   or trainer.start_btn.isEnabled())  # fmt: skip
+    after = measure(app, None, until=lambda: trainer.start_btn.isEnabled()
+                    and {"corrected", "changes", "confidence"}
+                    <= {lay.name for lay in viewer.layers})
+    after = np.concatenate([after, measure(app, 1.0)])  # drawing the new layers
     took = time.perf_counter() - t0
     print(f"Command: xvfb-run -a python benchmarks/bench_gui.py --epochs {args.epochs}")
     print(f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU, "
           f"napari {napari.__version__}; training + cleaning took {took:.1f} s\n")
     print("| phase | ticks | longest stall ms | p99 stall ms | median stall ms |")
     print("|---|---|---|---|---|")
-    for name, late in (("idle", idle), ("training + cleaning in the worker", busy)):
+    for name, late in (("idle", idle), ("training in the worker", busy),
+                       ("cleaning, then adding and drawing 3 layers", after)):
         print(f"| {name} | {len(late)} | {late.max():.1f} | {np.percentile(late, 99):.1f} | "
               f"{np.median(late):.1f} |")
     viewer.close()

@@ -8,12 +8,14 @@ stays in use.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -62,6 +64,7 @@ class TrainerWidget(QWidget):
         self._losses: list[float] = []
         self._results: list = []
         self._gen = None
+        self._last_plot = 0.0
         self._run_root = Path(tempfile.mkdtemp(prefix="jcas_runs_"))
 
         self.image_combo, self.mask_combo = QComboBox(), QComboBox()
@@ -174,6 +177,11 @@ class TrainerWidget(QWidget):
         from jcas_napari.core.train import train
 
         try:
+            import torch
+
+            # Leave a core to the GUI thread: with every core busy in the worker, the event
+            # loop stalled (benchmarks/bench_gui.py).
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
             ds = self.dataset()
             cfg, init = self.config_and_init()
             cfg.train.epochs_warmup, cfg.train.epochs_jcas = self.warmup.value(), self.jcas.value()
@@ -229,7 +237,11 @@ class TrainerWidget(QWidget):
                 f"stage {ev.stage}, epoch {ev.epoch + 1}/{ev.epochs_total}, step "
                 f"{ev.step}/{ev.steps_total}, loss {ev.losses['total']:.3f}, "
                 f"{ev.images_per_s:.1f} img/s, ETA {ev.eta_s:.0f} s")  # fmt: skip
-            if ev.step % 5 == 0 or ev.step == ev.steps_total:
+            # Redraw at most once a second: a matplotlib draw costs tens of ms on the GUI
+            # thread (measured by benchmarks/bench_gui.py).
+            now = time.monotonic()
+            if now - self._last_plot > 1.0 or ev.step == ev.steps_total:
+                self._last_plot = now
                 self._plot()
 
     def _plot(self) -> None:
@@ -275,11 +287,12 @@ class TrainerWidget(QWidget):
         if self.session.checkpoint is None:
             self.session.checkpoint = str(SHIPPED)
         ds = self.dataset()
-        cleaner = self.session.get_cleaner()
         self._results = []
+        session = self.session
 
         def run():
-            yield from clean(ds, cleaner)
+            # Loading the model happens here, in the worker, not on the GUI thread.
+            yield from clean(ds, session.get_cleaner())
 
         self.progress.setMaximum(len(ds))
         self.progress.setValue(0)
@@ -319,13 +332,9 @@ class TrainerWidget(QWidget):
         # Show the proposal over the frames; the given masks stay one click away.
         self.viewer.layers[self.mask_combo.currentText()].visible = False
         for name, (data, kwargs) in layers.items():
-            if name in self.viewer.layers:
-                self.viewer.layers[name].data = data
-            elif name == "confidence":
-                self.viewer.add_image(data, **kwargs)
-            else:
-                self.viewer.add_labels(data, **kwargs)
-        self.viewer.layers["changes"].contour = 2  # outlines: the corrections stay visible
+            # One layer per event-loop turn: creating all three at once froze the GUI for
+            # about 250 ms (benchmarks/bench_gui.py).
+            QTimer.singleShot(0, lambda n=name, d=data, kw=kwargs: self._put_layer(n, d, kw))
         self.table.setRowCount(0)
         for r in sorted(results, key=lambda r: -r.noise_score):
             row = self.table.rowCount()
@@ -336,6 +345,16 @@ class TrainerWidget(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(row, col, item)
         self.session.cleaned.emit(results)
+
+    def _put_layer(self, name: str, data, kwargs: dict) -> None:
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = data
+        elif name == "confidence":
+            self.viewer.add_image(data, **kwargs)
+        else:
+            self.viewer.add_labels(data, **kwargs)
+            if name == "changes":
+                self.viewer.layers[name].contour = 2  # outlines keep the corrections visible
 
     def _jump_to_row(self, row: int, _col: int) -> None:
         frame = int(self.table.item(row, 0).text())
