@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_train import tiny_config
+from test_train import tiny_config, tree_hash
 from typer.testing import CliRunner
 
 from jcas_napari.cli import app
@@ -46,6 +46,7 @@ def test_kill_9_during_train_then_resume(data, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(2, 4).to_dict()))
     run = tmp_path / "run"
+    before = tree_hash(data)
     args = [*JCAS, "train", str(data), "--out", str(run), "--config", str(cfg), "--device", "cpu"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run / "checkpoints" / "last.pt"
@@ -62,12 +63,14 @@ def test_kill_9_during_train_then_resume(data, tmp_path):
     epochs = [h["epoch"] for h in ckpt["history"]]
     assert epochs == list(range(6))  # nothing lost beyond the interrupted epoch, no repeats
     assert not list(last.parent.glob(".*tmp"))
+    assert tree_hash(data) == before
 
 
 def test_kill_9_during_clean_then_rerun(tmp_path):
     big = tmp_path / "big"
     make_dataset(big, sequences=2, frames=30, size=(128, 160), noise="mix", seed=6)
     out = tmp_path / "out"
+    before = tree_hash(big)
     args = [*JCAS, "clean", str(big), "--model", str(MODEL), "--out", str(out), "--device", "cpu"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(list((out / "scores").rglob("*.json"))) >= 8 or proc.poll() is not None)
@@ -91,6 +94,7 @@ def test_kill_9_during_clean_then_rerun(tmp_path):
             read_mask(files[0])
     assert not list(out.rglob(".*tmp"))
     assert len((out / "scores.csv").read_text().splitlines()) == 61
+    assert tree_hash(big) == before
 
 
 def test_failing_disk_reports_and_leaves_no_partial_file(data, tmp_path, monkeypatch):
@@ -105,6 +109,7 @@ def test_failing_disk_reports_and_leaves_no_partial_file(data, tmp_path, monkeyp
             raise OSError(28, "No space left on device")
         return real(src, dst)
 
+    before = tree_hash(data)
     monkeypatch.setattr(io_mod.os, "replace", flaky)
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["clean", str(data), "--model", str(MODEL), "--out", str(out)])
@@ -114,6 +119,7 @@ def test_failing_disk_reports_and_leaves_no_partial_file(data, tmp_path, monkeyp
     for f in out.rglob("*.png"):
         with Image.open(f) as im:
             im.load()
+    assert tree_hash(data) == before
 
 
 def test_out_of_memory_halves_the_batch(data, tmp_path, monkeypatch):

@@ -43,7 +43,9 @@ def affinity(features: torch.Tensor) -> torch.Tensor:
 def _combine(z: torch.Tensor, sz: torch.Tensor, rows: torch.Tensor, total: torch.Tensor, n: int):
     """z + 1/2 (Sz / r - (sum z - Sz) / (N - r)) for rows; z, sz [B,n',C], rows [B,n',1]."""
     agg = sz / (rows + EPS)
-    elim = (total - sz) / (n - rows + EPS)
+    # sum(z) - Sz cancels to rounding noise when every S is ~1; a denominator of 1e-9 (the
+    # official eps) would blow that noise up, so it is floored at 1e-6.
+    elim = (total - sz) / (n - rows + EPS).clamp(min=1e-6)
     return z + 0.5 * (agg - elim)
 
 
