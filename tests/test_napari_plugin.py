@@ -203,13 +203,14 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
         layer.keymap[KeyBinding.from_str(name)](layer)
 
     key("A")  # accept the first region
-    sel = changes[first.frame] == first.label
+    sel = state.regions[first.frame] == first.label
+    assert (changes[first.frame][sel] == 1).all()
     assert (layer.data[first.frame][sel] == corrected[first.frame][sel]).all()
     assert state.decisions[first.key] == "accept"
     if len(state.order) > 1:
         second = state.current
         key("R")  # reject the next one
-        sel2 = changes[second.frame] == second.label
+        sel2 = state.regions[second.frame] == second.label
         assert (layer.data[second.frame][sel2] == masks[second.frame][sel2]).all()
         key("Ctrl+Z")  # undo the reject: still the original there, decision gone
         assert second.key not in state.decisions

@@ -20,6 +20,14 @@ def label_colormap(classes: ClassInfo):
     return DirectLabelColormap(color_dict=colors)
 
 
+def changes_colormap():
+    """Changed pixels in red, the rest transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={0: np.zeros(4), None: np.zeros(4),
+                                           1: np.array([1.0, 0.15, 0.15, 1.0])})  # fmt: skip
+
+
 def labels_kwargs(name: str, classes: ClassInfo, **extra) -> dict:
     """Keyword arguments for a Labels layer of class masks."""
     return {"name": name, "colormap": label_colormap(classes), "opacity": 0.55,

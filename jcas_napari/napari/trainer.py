@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
-from jcas_napari.napari.layers import as_frames, class_info_of, labels_kwargs
-from jcas_napari.napari.plot import make_canvas
+from jcas_napari.napari.layers import as_frames, changes_colormap, class_info_of, labels_kwargs
+from jcas_napari.napari.plot import loss_plot_widget
 from jcas_napari.napari.session import session_for
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "jcas-small-synthetic.pt"
@@ -52,6 +51,20 @@ def available_devices() -> list[str]:
     return devices
 
 
+def _preload_training_modules() -> None:
+    """Import what the first training step imports lazily, here on the GUI thread.
+
+    The first optimiser step pulls in torch._dynamo and sympy (about 1 s of imports). Done
+    inside the worker, that import held Python's import lock while the GUI thread needed it,
+    and napari froze for about 250 ms (benchmarks/bench_gui.py); done here, it is paid
+    once when the widget opens.
+    """
+    import torch._dynamo  # noqa: F401
+
+    import jcas_napari.core.clean  # noqa: F401  (scikit-image's measure module, scipy)
+    import jcas_napari.core.train  # noqa: F401
+
+
 class TrainerWidget(QWidget):
     """Pick layers, model, device and epochs; Start, Cancel, Clean with this model."""
 
@@ -64,7 +77,6 @@ class TrainerWidget(QWidget):
         self._losses: list[float] = []
         self._results: list = []
         self._gen = None
-        self._last_plot = 0.0
         self._run_root = Path(tempfile.mkdtemp(prefix="jcas_runs_"))
 
         self.image_combo, self.mask_combo = QComboBox(), QComboBox()
@@ -85,9 +97,7 @@ class TrainerWidget(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
-        self.canvas, fig = make_canvas(3.2, 1.6)
-        self.canvas.setMinimumHeight(130)
-        self.ax = fig.add_subplot(111)
+        self.canvas = loss_plot_widget()
         self.table = QTableWidget(0, 3)
         self.table.setMinimumHeight(120)
         self.table.setHorizontalHeaderLabels(["frame", "noise score", "changed %"])
@@ -120,6 +130,7 @@ class TrainerWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._device_changed(self.device_combo.currentText())
+        _preload_training_modules()
 
     # ------------------------------------------------------------------ inputs
 
@@ -237,19 +248,7 @@ class TrainerWidget(QWidget):
                 f"stage {ev.stage}, epoch {ev.epoch + 1}/{ev.epochs_total}, step "
                 f"{ev.step}/{ev.steps_total}, loss {ev.losses['total']:.3f}, "
                 f"{ev.images_per_s:.1f} img/s, ETA {ev.eta_s:.0f} s")  # fmt: skip
-            # Redraw at most once a second: a matplotlib draw costs tens of ms on the GUI
-            # thread (measured by benchmarks/bench_gui.py).
-            now = time.monotonic()
-            if now - self._last_plot > 1.0 or ev.step == ev.steps_total:
-                self._last_plot = now
-                self._plot()
-
-    def _plot(self) -> None:
-        self.ax.clear()
-        self.ax.plot(self._losses, lw=1)
-        self.ax.set_title("training loss", fontsize=8)
-        self.ax.tick_params(labelsize=7)
-        self.canvas.draw_idle()
+            self.canvas.set_values(self._losses)
 
     def _on_trained(self, result) -> None:
         if result is None or result.cancelled or result.best is None:
@@ -323,8 +322,10 @@ class TrainerWidget(QWidget):
         layers = {
             "corrected": (np.stack([r.proposed for r in results]),
                           labels_kwargs("corrected", classes)),
-            "changes": (np.stack([r.regions for r in results]),
-                        {"name": "changes", "opacity": 0.9}),
+            # One label for all changes: a layer of hundreds of region ids took ~350 ms to
+            # create (bench_gui.py). The regions themselves stay in the session for review.
+            "changes": (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
+                        {"name": "changes", "opacity": 0.9, "colormap": changes_colormap()}),
             "confidence": (np.stack([r.confidence for r in results]).astype(np.float16),
                            {"name": "confidence", "colormap": "magma", "visible": False,
                             "contrast_limits": (0, 1)}),
