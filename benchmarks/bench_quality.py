@@ -87,14 +87,15 @@ def detection(noisy, clean, proposed) -> tuple[float, float]:
     return tp / max(tp + fp, 1), tp / max(tp + fn, 1)
 
 
-def train_model(ds, cfg, run: Path, method: str, seed: int, indices=None) -> dict:
-    res = run_sync(train(ds, cfg, run, method=method, seed=seed, device="cpu",
+def train_model(ds, cfg, run: Path, method: str, seed: int, device: str, indices=None) -> dict:
+    """Train one model; the contents of its best checkpoint."""
+    res = run_sync(train(ds, cfg, run, method=method, seed=seed, device=device,
                          train_indices=indices))  # fmt: skip
     return torch.load(res.best, weights_only=True)
 
 
-def probs_of(ckpt: dict, ds, indices) -> dict[int, np.ndarray]:
-    cleaner = Cleaner(ckpt, device="cpu")
+def probs_of(ckpt: dict, ds, indices, device: str) -> dict[int, np.ndarray]:
+    cleaner = Cleaner(ckpt, device=device)
     out = {}
     for start in range(0, len(indices), 8):
         batch = indices[start : start + 8]
@@ -103,11 +104,11 @@ def probs_of(ckpt: dict, ds, indices) -> dict[int, np.ndarray]:
     return out
 
 
-def cleaned_from(ckpt_probs: list[tuple[dict, dict[int, np.ndarray]]], ds, n: int):
+def cleaned_from(ckpt_probs: list[tuple[dict, dict[int, np.ndarray]]], ds, n: int, device: str):
     """Apply the cleaning rule of each model to the frames it owns; proposed and predictions."""
     proposed, preds = [None] * n, [None] * n
     for ckpt, probs in ckpt_probs:
-        cleaner = Cleaner(ckpt, device="cpu")
+        cleaner = Cleaner(ckpt, device=device)
         for i, p in probs.items():
             r = cleaner.clean_frame(i, "", p, ds[i].mask)
             proposed[i], preds[i] = r.proposed, r.prediction
@@ -128,7 +129,7 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
     every = list(range(n))
 
     def score(name: str, ckpt_probs, t_c=None) -> None:
-        proposed, preds = cleaned_from(ckpt_probs, ds, n)
+        proposed, preds = cleaned_from(ckpt_probs, ds, n, args.device)
         p, r = detection(noisy, clean, proposed)
         row = {"cleaned": fg_dice(zip(proposed, clean)), "pred": fg_dice(zip(preds, clean)),
                "precision": p, "recall": r}  # fmt: skip
@@ -137,18 +138,18 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
         out[name] = row
 
     for method, name in (("ce", "ce"), ("volmin", "volmin"), ("jcas", "jcas")):
-        ckpt = train_model(ds, cfg, tmp / f"run_{name}", method, seed)
+        ckpt = train_model(ds, cfg, tmp / f"run_{name}", method, seed, args.device)
         t_c = ckpt["t_c"].numpy() if method != "ce" else None
-        score(name, [(ckpt, probs_of(ckpt, ds, every))], t_c)
+        score(name, [(ckpt, probs_of(ckpt, ds, every, args.device))], t_c)
 
     folds = fold_splits(ds.sequences(), 2, seed)
     jk, ce_oos = [], {}
     for f, held in enumerate(folds):
         rest = sorted(set(every) - set(held))
-        ck = train_model(ds, cfg, tmp / f"run_jk{f}", "jcas", seed, rest)
-        jk.append((ck, probs_of(ck, ds, held)))
-        cc = train_model(ds, cfg, tmp / f"run_ck{f}", "ce", seed, rest)
-        ce_oos.update(probs_of(cc, ds, held))
+        ck = train_model(ds, cfg, tmp / f"run_jk{f}", "jcas", seed, args.device, rest)
+        jk.append((ck, probs_of(ck, ds, held, args.device)))
+        cc = train_model(ds, cfg, tmp / f"run_ck{f}", "ce", seed, args.device, rest)
+        ce_oos.update(probs_of(cc, ds, held, args.device))
     score("jcas-kfold", jk)
 
     from cleanlab.segmentation.filter import find_label_issues
@@ -163,9 +164,15 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
                        "pred": fg_dice(zip(cl_pred.astype(np.uint8), clean)),
                        "precision": p, "recall": r}  # fmt: skip
 
-    ckpt = train_model(CleanView(ds), cfg, tmp / "run_upper", "ce", seed)
-    score("clean-upper", [(ckpt, probs_of(ckpt, ds, every))])
+    ckpt = train_model(CleanView(ds), cfg, tmp / "run_upper", "ce", seed, args.device)
+    score("clean-upper", [(ckpt, probs_of(ckpt, ds, every, args.device))])
     return out
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return "CPU"
 
 
 def fmt(vals: list[float]) -> str:
@@ -200,6 +207,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--epochs", nargs=2, type=int, default=[3, 5])
     ap.add_argument("--out", default="benchmarks/quality.json")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training and inference)")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results: dict[str, list] = {}
@@ -212,7 +220,8 @@ def main() -> None:
                   flush=True)  # fmt: skip
             Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"Command: python benchmarks/bench_quality.py {' '.join(sys.argv[1:])}")
-    print(f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU; "
+    print(f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"{_device_name(args.device)}; "
           f"total {time.time() - t0:.0f} s")  # fmt: skip
     print(table(results))
 

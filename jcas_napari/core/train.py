@@ -263,6 +263,13 @@ def pick_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def _indexed(dev: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:N`` of the current device (torchrun ranks set theirs), for DDP."""
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) -> float:
     factor = (1 - min(it, total - 1) / max(total, 1)) ** 0.9
     for group, lr in zip(opt.param_groups, base):
@@ -382,7 +389,7 @@ def train(
     names = list(class_names or getattr(getattr(dataset, "classes", None), "names", None)
                  or ("background", "shaft", "wrist", "clasper"))  # fmt: skip
     k = len(names)
-    dev = pick_device(device)
+    dev = _indexed(pick_device(device))
     amp = dev.type == "cuda"
     rank, world = _rank(), _world()
     tc_cfg = config.train
