@@ -8,6 +8,7 @@ stays in use.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import threading
@@ -65,6 +66,26 @@ def _preload_training_modules() -> None:
     import jcas_napari.core.train  # noqa: F401
 
 
+def freeze_long_lived(*_) -> None:
+    """Collect garbage, then hide the surviving objects from Python's cyclic collector.
+
+    napari, torch and sympy leave about half a million long-lived objects that every full
+    collection walks again while holding the GIL: those passes grew to 250 ms and were the
+    GUI's longest stalls during training (benchmarks/bench_gui.py). Collecting first keeps
+    a cancelled run's garbage from being frozen (the 20 start/cancel test found that);
+    once the old objects are frozen, that collection only walks what is new, so it is
+    cheap. Frozen objects are still freed by reference counting; ``thaw`` hands them back
+    when a layer is removed, so that a removed layer caught in a reference cycle is freed.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def thaw(*_) -> None:
+    """Undo ``freeze_long_lived`` (the next full collection sees every object again)."""
+    gc.unfreeze()
+
+
 class TrainerWidget(QWidget):
     """Pick layers, model, device and epochs; Start, Cancel, Clean with this model."""
 
@@ -73,6 +94,8 @@ class TrainerWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.worker = None
+        self._pending_layers: list = []  # result layers still to add, one per turn
+        self._run_id = 0  # counts training and cleaning runs; the newest one owns the GUI
         self._stop = threading.Event()
         self._losses: list[float] = []
         self._results: list = []
@@ -128,9 +151,11 @@ class TrainerWidget(QWidget):
         self.device_combo.currentTextChanged.connect(self._device_changed)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(thaw)
         self._refresh_layers()
         self._device_changed(self.device_combo.currentText())
         _preload_training_modules()
+        freeze_long_lived()
 
     # ------------------------------------------------------------------ inputs
 
@@ -185,6 +210,7 @@ class TrainerWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
+        from jcas_napari.core.memory import release_freed_memory
         from jcas_napari.core.train import train
 
         try:
@@ -198,6 +224,7 @@ class TrainerWidget(QWidget):
             cfg.train.epochs_warmup, cfg.train.epochs_jcas = self.warmup.value(), self.jcas.value()
             run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=self._run_root))
             self._stop.clear()
+            freeze_long_lived()
             gen = train(ds, cfg, run_dir, device=self.device_combo.currentText(),
                         init_checkpoint=init, should_stop=self._stop.is_set)  # fmt: skip
         except (ValueError, KeyError) as exc:
@@ -205,7 +232,11 @@ class TrainerWidget(QWidget):
             return
 
         def run():
-            return (yield from gen)
+            try:
+                return (yield from gen)
+            finally:
+                gen.close()
+                release_freed_memory()  # here, off the GUI thread
 
         self._gen = gen
         self._losses = []
@@ -213,8 +244,12 @@ class TrainerWidget(QWidget):
         self.worker.yielded.connect(self._on_event)
         self.worker.returned.connect(self._on_trained)
         self.worker.errored.connect(self._on_error)
-        worker = self.worker
-        self.worker.finished.connect(lambda: self._on_finished(worker))
+        # The slot gets a run number, not the worker: a lambda holding the worker, connected
+        # to the worker's own signal, kept every finished worker (and its progress bar)
+        # alive; the 20 start/cancel test found it.
+        self._run_id += 1
+        run_id = self._run_id
+        self.worker.finished.connect(lambda: self._on_finished(run_id))
         self._set_running(True)
         self.status.setText("training…")
         self.worker.start()
@@ -265,11 +300,11 @@ class TrainerWidget(QWidget):
         show_error(f"jcas-napari: {exc}")
         self.status.setText(f"error: {exc}")
 
-    def _on_finished(self, worker) -> None:
+    def _on_finished(self, run_id: int) -> None:
         if self._gen is not None:
             self._gen.close()  # frees the model and optimiser however the run ended
             self._gen = None
-        if worker is not self.worker:  # cleaning already took over
+        if run_id != self._run_id:  # cleaning already took over
             return
         self._set_running(False)
         if self._stop.is_set():
@@ -287,7 +322,9 @@ class TrainerWidget(QWidget):
             self.session.checkpoint = str(SHIPPED)
         ds = self.dataset()
         self._results = []
+        self._run_id += 1
         session = self.session
+        freeze_long_lived()
 
         def run():
             # Loading the model happens here, in the worker, not on the GUI thread.
@@ -332,10 +369,11 @@ class TrainerWidget(QWidget):
         }  # fmt: skip
         # Show the proposal over the frames; the given masks stay one click away.
         self.viewer.layers[self.mask_combo.currentText()].visible = False
-        for name, (data, kwargs) in layers.items():
-            # One layer per event-loop turn: creating all three at once froze the GUI for
-            # about 250 ms (benchmarks/bench_gui.py).
-            QTimer.singleShot(0, lambda n=name, d=data, kw=kwargs: self._put_layer(n, d, kw))
+        # One layer per event-loop turn, each scheduled when the previous one is in: napari
+        # takes ~100-200 ms to create any layer here, and three zero-delay timers queued
+        # together ran back to back as one 500 ms freeze (benchmarks/bench_gui.py).
+        self._pending_layers = list(layers.items())
+        QTimer.singleShot(0, self._put_next_layer)
         self.table.setRowCount(0)
         for r in sorted(results, key=lambda r: -r.noise_score):
             row = self.table.rowCount()
@@ -346,6 +384,15 @@ class TrainerWidget(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(row, col, item)
         self.session.cleaned.emit(results)
+
+    def _put_next_layer(self) -> None:
+        if not self._pending_layers:
+            return
+        name, (data, kwargs) = self._pending_layers.pop(0)
+        self._put_layer(name, data, kwargs)
+        if self._pending_layers:
+            # A short delay lets the canvas paint and input events run in between.
+            QTimer.singleShot(30, self._put_next_layer)
 
     def _put_layer(self, name: str, data, kwargs: dict) -> None:
         if name in self.viewer.layers:
