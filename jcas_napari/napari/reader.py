@@ -29,6 +29,31 @@ def get_reader(path):
     return None if root is None else (lambda _: read_dataset(root))
 
 
+def _stacks(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frames (T,H,W,3), masks (T,H,W) and clean masks or None, filled in place.
+
+    The arrays are allocated once and filled frame by frame, so a dataset takes its own
+    size in memory, not twice that (a list of frames, then a stacked copy).
+    """
+    s = ds[0]
+    n, size = len(ds), s.image.shape
+    images = np.empty((n, *size), np.uint8)
+    masks = np.empty((n, *size[:2]), np.uint8)
+    clean = np.empty_like(masks) if ds.has_clean else None
+    for i in range(n):
+        if i:
+            s = None  # free the previous frame before decoding the next one
+            s = ds[i]
+        if s.image.shape != size:
+            raise DatasetError(ds.frames[i].image, f"frame size {s.image.shape[:2]} differs "
+                               f"from the first frame's {size[:2]}; resize the frames to one "
+                               "size to view them as a stack")  # fmt: skip
+        images[i], masks[i] = s.image, s.mask
+        if clean is not None:
+            clean[i] = s.clean
+    return images, masks, clean
+
+
 def read_dataset(root: Path) -> list:
     """Layer data: frames (Image, T stack), masks (Labels) and, if present, masks_clean.
 
@@ -38,22 +63,15 @@ def read_dataset(root: Path) -> list:
 
     try:
         ds = open_dataset(root)
-        samples = [ds[i] for i in range(len(ds))]
-        shapes = {s.image.shape for s in samples}
-        if len(shapes) > 1:
-            raise DatasetError(root, f"frames have different sizes {sorted(shapes)[:3]}; "
-                               "resize them to one size to view them as a stack")  # fmt: skip
+        images, masks, clean = _stacks(ds)
     except DatasetError as exc:
         show_error(f"jcas-napari: {exc}")
         return [(None,)]
-    images = np.stack([s.image for s in samples])
     meta = {"dataset_root": str(root), "frame_ids": ds.ids}
     layers = [(images, {"name": "frames", "rgb": True, "metadata": meta}, "image"),
-              (np.stack([s.mask for s in samples]),
-               labels_kwargs("masks", ds.classes, metadata={**meta, "class_names":
-                             list(ds.classes.names), "ignore_index": ds.classes.ignore_index,
-                             "source": "user masks"}), "labels")]  # fmt: skip
-    if ds.has_clean:
-        layers.append((np.stack([s.clean for s in samples]),
-                       labels_kwargs("masks_clean", ds.classes, visible=False), "labels"))
+              (masks, labels_kwargs("masks", ds.classes, metadata={**meta, "class_names":
+                       list(ds.classes.names), "ignore_index": ds.classes.ignore_index,
+                       "source": "user masks"}), "labels")]  # fmt: skip
+    if clean is not None:
+        layers.append((clean, labels_kwargs("masks_clean", ds.classes, visible=False), "labels"))
     return layers
