@@ -150,6 +150,7 @@ def test_reader_very_large_frames_hold_one_copy(tmp_path):
     # and kept 23 MiB more afterwards.
     assert int(out["PEAK"]) < 200, f"reader peak {out['PEAK']} MiB above the interpreter's"
 
+
 def test_writer_folder_tiff_and_refusal(dataset, tmp_path):
     from jcas_napari.data.io import DatasetError, read_mask
     from jcas_napari.napari.writer import write_labels
@@ -199,7 +200,7 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     assert trainer.image_combo.currentText() == "frames"
     assert trainer.mask_combo.currentText() == "masks"
     trainer.warmup.setValue(0)
-    trainer.jcas.setValue(2)
+    trainer.jcas.setValue(12)  # enough steps for the screenshot to show a loss curve
 
     # Start, then cancel at once: no model is produced, the previous (none) stays.
     trainer.start()
@@ -211,7 +212,7 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     events = []
     trainer.session.progress.connect(events.append)
     trainer.start()
-    qtbot.waitUntil(lambda: any(e.kind == "step" for e in events), timeout=60_000)
+    qtbot.waitUntil(lambda: sum(e.kind == "step" for e in events) >= 8, timeout=60_000)
     save_shot(viewer, shot_path(tmp_path, "trainer.png"))
     # The three result layers are added one per event-loop turn.
     results = {"corrected", "changes", "confidence"}
@@ -260,6 +261,10 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     assert state.order, "the model proposed no change to review"
     layer = viewer.layers["reviewed"]
     first = state.current
+    # The view is centred near the region and stays inside the frame.
+    cy, cx = viewer.camera.center[-2:]
+    assert 0 < cy < 128 and 0 < cx < 160
+    assert abs(cy - first.centre[0]) < 64 and abs(cx - first.centre[1]) < 80
 
     def key(name: str) -> None:
         from app_model.types import KeyBinding
@@ -419,3 +424,15 @@ def test_trainer_freezes_gc_and_a_removed_layer_is_still_collected(make_napari_v
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert ref() is None, "a removed layer stayed alive"
+
+
+def test_review_view_stays_inside_the_frame():
+    from jcas_napari.napari.review_widget import _centre_inside
+
+    # 128x160 frame, 400x400 px canvas at 5 px per pixel: an 80x80 view.
+    assert _centre_inside((2, 150), (128, 160), (400, 400), 5.0) == (40, 120)
+    assert _centre_inside((64, 80), (128, 160), (400, 400), 5.0) == (64, 80)
+    # The view spans the whole height: centred on the frame on that axis.
+    assert _centre_inside((2, 150), (128, 160), (800, 400), 5.0) == (64, 120)
+    # Canvas size unknown: the region's centre as it is.
+    assert _centre_inside((2, 150), (128, 160), None, 5.0) == (2, 150)

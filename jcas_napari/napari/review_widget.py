@@ -24,6 +24,26 @@ KEYS = {"a": "accept", "r": "reject", "n": "next", "p": "previous",
 STATE_FILE = "review_state.json"
 
 
+def _canvas_px(viewer) -> tuple[float, float] | None:
+    """The canvas size (H, W) in screen pixels, where napari exposes it."""
+    size = getattr(getattr(viewer, "canvas", None), "size", None)
+    return None if size is None else (float(size[0]), float(size[1]))
+
+
+def _centre_inside(centre, frame, canvas, zoom: float) -> tuple[float, float]:
+    """Centre on ``centre`` (y, x), but keep the view inside the frame where it fits.
+
+    A region at the border then shows its surroundings, not the black outside the frame.
+    ``canvas`` (H, W) pixels at ``zoom`` pixels per data unit gives the visible span; an
+    axis the view spans entirely is centred on the frame.
+    """
+    out = []
+    for c, size, px in zip(centre, frame, canvas or (0.0, 0.0)):
+        half = px / (2 * zoom) if canvas else 0.0
+        out.append(size / 2 if 2 * half >= size else min(max(c, half), size - half))
+    return out[0], out[1]
+
+
 class ReviewWidget(QWidget):
     """Walk the change regions worst first and decide on each."""
 
@@ -146,8 +166,10 @@ class ReviewWidget(QWidget):
         y0, x0, y1, x1 = ref.bbox
         h, w = s.reviewed.shape[-2:]
         factor = min(2.5, max(1.0, 0.33 * max(h, w) / max(y1 - y0, x1 - x0, 8)))
-        self.viewer.camera.center = ref.centre
-        self.viewer.camera.zoom = self.viewer.camera.zoom * factor
+        zoom = self.viewer.camera.zoom * factor
+        self.viewer.camera.zoom = zoom
+        self.viewer.camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer),
+                                                   zoom)  # fmt: skip
 
     def save(self) -> list[str]:
         """Write the reviewed masks to OUT/masks (new files; the originals are untouched)."""
