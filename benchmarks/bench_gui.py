@@ -48,10 +48,33 @@ def measure(app, seconds: float | None, until=None) -> np.ndarray:
     return np.array(late[1:])
 
 
+def start_cancel_cycles(app, trainer, n: int) -> np.ndarray:
+    """Press Start, Cancel 100 ms later, wait for the run to end; ``n`` times, measured."""
+    from qtpy.QtCore import QTimer
+
+    left = [n]
+
+    def next_cycle() -> None:
+        if left[0] == 0:
+            return
+        left[0] -= 1
+        trainer.start()
+        QTimer.singleShot(100, trainer.cancel)
+
+    poll = QTimer()  # starts the next cycle once the last run has ended
+    poll.setInterval(20)
+    poll.timeout.connect(lambda: trainer.start_btn.isEnabled() and left[0] and next_cycle())
+    poll.start()
+    late = measure(app, None, until=lambda: left[0] == 0 and trainer.start_btn.isEnabled())
+    poll.stop()
+    return late
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=3.0)
+    ap.add_argument("--cycles", type=int, default=20)
     args = ap.parse_args()
     import napari
     import torch
@@ -80,6 +103,7 @@ def main() -> None:
     trainer.clean()
     again = measure(app, None, until=lambda: trainer.start_btn.isEnabled())
     again = np.concatenate([again, measure(app, 1.0)])
+    cycles = start_cancel_cycles(app, trainer, args.cycles)
     QTimer.singleShot(300, lambda: viewer.add_labels(np.zeros((1, 1, 1), np.uint8), name="px"))
     floor = measure(app, 1.5)
     print(f"Command: xvfb-run -a python benchmarks/bench_gui.py --epochs {args.epochs}")
@@ -91,6 +115,7 @@ def main() -> None:
     for name, late in (("idle", idle), ("training in the worker", busy),
                        ("cleaning, then adding and drawing 3 layers", after),
                        ("cleaning again, the 3 layers refreshed", again),
+                       (f"{args.cycles} Start/Cancel cycles (Start click included)", cycles),
                        ("reference: napari adds one empty 1-pixel Labels layer", floor)):
         print(f"| {name} | {len(late)} | {late.max():.1f} | {np.percentile(late, 99):.1f} | "
               f"{np.median(late):.1f} |")
