@@ -261,6 +261,12 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     assert state.order, "the model proposed no change to review"
     layer = viewer.layers["reviewed"]
     first = state.current
+    # A yellow box marks the region under review, on its frame.
+    (box,) = viewer.layers["current region"].data
+    y0, x0, y1, x1 = first.bbox
+    assert (box[:, 0] == first.frame).all()
+    assert box[:, 1].min() == y0 - 0.5 and box[:, 2].max() == x1 - 0.5
+    assert viewer.layers.selection.active is layer  # the keys stay with `reviewed`
     # The view is centred near the region and stays inside the frame.
     cy, cx = viewer.camera.center[-2:]
     assert 0 < cy < 128 and 0 < cx < 160
@@ -292,6 +298,12 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     assert state.counts()["accepted"] == len(in_frame)
     np.testing.assert_array_equal(layer.data[frame], corrected[frame])
     assert (out / "review_state.json").exists()
+    cur = state.current  # the box follows the walk, and holds the region's changed pixels
+    (box,) = viewer.layers["current region"].data
+    y0, x0, y1, x1 = cur.bbox
+    assert box[0, 0] == cur.frame and (box[0, 1], box[0, 2]) == (y0 - 0.5, x0 - 0.5)
+    assert (changes[cur.frame][y0:y1, x0:x1][state.regions[cur.frame][y0:y1, x0:x1]
+                                             == cur.label] == 1).all()  # fmt: skip
     save_shot(viewer, shot_path(tmp_path, "review.png"))
     paths = review.save()
     assert len(paths) == 6 and (out / "masks" / "seq_01" / "frame000.png").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -22,6 +23,7 @@ from jcas_napari.napari.session import session_for
 KEYS = {"a": "accept", "r": "reject", "n": "next", "p": "previous",
         "Shift-a": "accept_frame", "Control-z": "undo"}  # fmt: skip
 STATE_FILE = "review_state.json"
+CURRENT = "current region"  # Shapes layer: a box around the region under review
 
 
 def _canvas_px(viewer) -> tuple[float, float] | None:
@@ -125,10 +127,14 @@ class ReviewWidget(QWidget):
         else:
             self.viewer.add_labels(self.state.reviewed, **labels_kwargs("reviewed", classes,
                                    metadata={**original.metadata}))  # fmt: skip
+        if CURRENT not in self.viewer.layers:
+            self.viewer.add_shapes(name=CURRENT, ndim=self.state.reviewed.ndim,
+                                   edge_color="yellow", face_color="transparent",
+                                   edge_width=1.5)  # fmt: skip
         layer = self.viewer.layers["reviewed"]
         for key, action in KEYS.items():  # layer keymaps win over the viewer's
             layer.bind_key(key, self._key(action), overwrite=True)
-        self.viewer.layers.selection.active = layer
+        self.viewer.layers.selection.active = layer  # the keys are bound to this layer
         if resumed:
             show_info(f"jcas-napari: resumed {resumed} decisions from {saved}")
         self._show()
@@ -166,10 +172,21 @@ class ReviewWidget(QWidget):
         y0, x0, y1, x1 = ref.bbox
         h, w = s.reviewed.shape[-2:]
         factor = min(2.5, max(1.0, 0.33 * max(h, w) / max(y1 - y0, x1 - x0, 8)))
+        self._outline(ref)
         zoom = self.viewer.camera.zoom * factor
         self.viewer.camera.zoom = zoom
         self.viewer.camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer),
                                                    zoom)  # fmt: skip
+
+    def _outline(self, ref) -> None:
+        """A yellow box, one pixel outside the current region, on its frame."""
+        if CURRENT not in self.viewer.layers:
+            return
+        y0, x0, y1, x1 = ref.bbox
+        corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float) - 0.5
+        if self.state.reviewed.ndim == 3:
+            corners = np.c_[np.full(4, ref.frame), corners]
+        self.viewer.layers[CURRENT].data = [corners]
 
     def save(self) -> list[str]:
         """Write the reviewed masks to OUT/masks (new files; the originals are untouched)."""
