@@ -12,15 +12,16 @@ PY=${PYTHON:-python3}
 JCAS="$PY -m jcas_napari.cli"
 T0=$(date +%s)
 BUDGET=${BUDGET:-420}
+DEV=${DEVICE:-cuda}  # DEVICE=cpu smoke-tests this script where there is no GPU
 step() { echo "== $* ($(( $(date +%s) - T0 )) s)"; }
 
 step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 
 step "core ratios"
 (cd benchmarks && timeout 150 $PY bench_core.py --configs small deeplab-r101 --repeats 10 \
-  --device cuda) 2>&1 | tee "$O/core.md"
+  --device $DEV) 2>&1 | tee "$O/core.md"
 
 step "CLI on the GPU"
 D=/tmp/jcas_gpu_ds R=/tmp/jcas_gpu_run C=/tmp/jcas_gpu_clean
@@ -28,14 +29,14 @@ rm -rf $D $R $C
 timeout 60 $JCAS make-dataset $D --sequences 4 --frames 12 --noise mix --seed 3 || echo FAIL make
 # Python itself goes to the background (not under `timeout`: kill -9 would hit the wrapper
 # and leave the training running).
-$JCAS train $D --out $R --device cuda --epochs-warmup 4 --epochs-jcas 30 &
+$JCAS train $D --out $R --device $DEV --epochs-warmup 4 --epochs-jcas 30 &
 PID=$!
 sleep 15; kill -9 $PID 2>/dev/null; wait $PID; echo "killed train, rc $?"
 $PY -c "import torch; print('last.pt epoch', torch.load('$R/checkpoints/last.pt', weights_only=True)['epoch'])"
 ls $R/checkpoints
-timeout 120 $JCAS train $D --out $R --device cuda --epochs-warmup 4 --epochs-jcas 30 --resume \
+timeout 120 $JCAS train $D --out $R --device $DEV --epochs-warmup 4 --epochs-jcas 30 --resume \
   2>&1 | tail -3 || echo FAIL resume
-timeout 60 $JCAS clean $D --model $R/checkpoints/best.pt --out $C --device cuda 2>&1 | tail -3 || echo FAIL clean
+timeout 60 $JCAS clean $D --model $R/checkpoints/best.pt --out $C --device $DEV 2>&1 | tail -3 || echo FAIL clean
 echo "cleaned vs truth:"; timeout 60 $JCAS evaluate $C/masks $D/masks_clean > "$O/eval_clean.json" || echo FAIL evaluate
 timeout 60 $JCAS evaluate $D/masks $D/masks_clean > "$O/eval_noisy.json"
 $PY -c "import json,sys; [print(f, json.load(open(f))[\"dataset\"]) for f in sys.argv[1:]]" "$O/eval_noisy.json" "$O/eval_clean.json"
@@ -43,5 +44,5 @@ $PY -c "import json,sys; [print(f, json.load(open(f))[\"dataset\"]) for f in sys
 step "quality benchmark"
 LEFT=$(( BUDGET - ($(date +%s) - T0) ))
 timeout $LEFT $PY benchmarks/bench_quality.py --presets asymmetric50 mix ellipse symmetric50 \
-  markov --seeds 0 --epochs 20 40 --device cuda --out "$O/quality_gpu.json" 2>&1 | tee "$O/quality.md"
+  markov --seeds 0 --epochs 20 40 --device $DEV --out "$O/quality_gpu.json" 2>&1 | tee "$O/quality.md"
 step "done"
