@@ -9,6 +9,7 @@ O=${OUT:-gpu_out}
 mkdir -p "$O"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+[ -x "$PY" ] && PY=$(realpath "$PY")  # the core step runs from benchmarks/
 JCAS="$PY -m jcas_napari.cli"
 T0=$(date +%s)
 BUDGET=${BUDGET:-420}
