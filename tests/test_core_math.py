@@ -176,7 +176,8 @@ def test_stage1_has_no_transition_terms_and_matches_weights():
     total, terms = jcas_loss(out, y, w, (6, 8))
     assert set(terms) == {"seg1", "seg2", "aff1", "aff2"}
     expected = terms["seg2"] + 0.1 * terms["seg1"] + terms["aff1"] + 0.1 * terms["aff2"]
-    assert total.item() == pytest.approx(expected, rel=1e-5)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(not t.requires_grad and t.ndim == 0 for t in terms.values())
 
 
 def test_affinity_loss_finite_gradient_when_dissimilar_pair_has_s_equal_1():

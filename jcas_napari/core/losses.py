@@ -165,4 +165,6 @@ def jcas_loss(
         terms["vol"] = volume(t_c, t_a)
         terms["consistency"] = consistency(t_c, t_a, prior)
         total = total + w.vol * terms["vol"] + w.consistency * terms["consistency"]
-    return total, {k: float(v.detach()) for k, v in terms.items()}
+    # Detached tensors, not floats: reading a value waits for the device, and doing that
+    # here, before backward, kept a GPU from running ahead of the Python thread.
+    return total, {k: v.detach() for k, v in terms.items()}

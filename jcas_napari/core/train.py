@@ -112,7 +112,13 @@ def jcas_step(
             opt.step()
     if scaler is not None:
         scaler.update()
-    return {**terms, "total": float(total.detach())}
+    return as_floats({**terms, "total": total.detach()})
+
+
+def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors -> floats with one device synchronisation, after the update."""
+    values = torch.stack([v.reshape(()).float() for v in terms.values()]).tolist()
+    return dict(zip(terms, values))
 
 
 def ce_step(
@@ -141,8 +147,7 @@ def ce_step(
     optimiser.step()
     if t_optimiser is not None:
         t_optimiser.step()
-    return {"seg1": float(seg[0].detach()), "seg2": float(seg[1].detach()),
-            "total": float(total.detach())}  # fmt: skip
+    return as_floats({"seg1": seg[0].detach(), "seg2": seg[1].detach(), "total": total.detach()})
 
 
 # ----------------------------------------------------------------------------- data
