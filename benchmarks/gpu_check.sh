@@ -4,7 +4,7 @@
 # 1. core speed/memory ratios for both configs; 2. the CLI end to end on the GPU (AMP on):
 # make-dataset, train, kill + --resume, clean, evaluate; 3. the quality benchmark with a
 # larger training budget than the CPU allows, until the time left runs out.
-set -u
+set -u -o pipefail  # a failing step prints FAIL even when piped to tail
 O=${OUT:-gpu_out}
 mkdir -p "$O"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -44,6 +44,7 @@ $PY -c "import json,sys; [print(f, json.load(open(f))[\"dataset\"]) for f in sys
 
 step "quality benchmark"
 LEFT=$(( BUDGET - ($(date +%s) - T0) ))
+[ "$LEFT" -gt 30 ] || { echo "no time left for the quality benchmark"; exit 0; }
 timeout $LEFT $PY benchmarks/bench_quality.py --presets asymmetric50 mix ellipse symmetric50 \
   markov --seeds 0 --epochs 20 40 --device $DEV --out "$O/quality_gpu.json" 2>&1 | tee "$O/quality.md"
 step "done"

@@ -145,8 +145,8 @@ def jcas_loss(
     prior: torch.Tensor | None = None,
     chunk: int = 1024,
     ignore_index: int = 255,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total JCAS loss and its terms (as floats).
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total JCAS loss (a scalar with grad) and its terms (detached scalar tensors).
 
     Stage 2 (``t_c``, ``t_a`` and ``prior`` given):
     seg2 + 0.1 seg1 + aff1 + 0.1 aff2 + 0.5 vol + 0.01 consistency (weights from config).

@@ -24,6 +24,7 @@ KEYS = {"a": "accept", "r": "reject", "n": "next", "p": "previous",
         "Shift-a": "accept_frame", "Control-z": "undo"}  # fmt: skip
 STATE_FILE = "review_state.json"
 CURRENT = "current region"  # Shapes layer: a box around the region under review
+OUTLINE = 1.5  # its edge width, in frame pixels
 
 
 def _canvas_px(viewer) -> tuple[float, float] | None:
@@ -41,8 +42,13 @@ def _centre_inside(centre, frame, canvas, zoom: float) -> tuple[float, float]:
     """
     out = []
     for c, size, px in zip(centre, frame, canvas or (0.0, 0.0)):
-        half = px / (2 * zoom) if canvas else 0.0
-        out.append(size / 2 if 2 * half >= size else min(max(c, half), size - half))
+        if not canvas:
+            out.append(c)
+            continue
+        half = px / (2 * zoom)
+        # napari puts pixel i at [i - 0.5, i + 0.5]: the frame spans [-0.5, size - 0.5].
+        lo, hi = half - 0.5, size - 0.5 - half
+        out.append((size - 1) / 2 if lo >= hi else min(max(c, lo), hi))
     return out[0], out[1]
 
 
@@ -130,7 +136,7 @@ class ReviewWidget(QWidget):
         if CURRENT not in self.viewer.layers:
             self.viewer.add_shapes(name=CURRENT, ndim=self.state.reviewed.ndim,
                                    edge_color="yellow", face_color="transparent",
-                                   edge_width=1.5)  # fmt: skip
+                                   edge_width=OUTLINE)  # fmt: skip
         layer = self.viewer.layers["reviewed"]
         for key, action in KEYS.items():  # layer keymaps win over the viewer's
             layer.bind_key(key, self._key(action), overwrite=True)
@@ -179,11 +185,17 @@ class ReviewWidget(QWidget):
                                                    zoom)  # fmt: skip
 
     def _outline(self, ref) -> None:
-        """A yellow box, one pixel outside the current region, on its frame."""
+        """A yellow box just outside the current region, on its frame.
+
+        The region's pixels span [y0 - 0.5, y1 - 0.5] (bbox max exclusive); the box's edge
+        (``OUTLINE`` wide, in data units, centred on the path) is drawn outside that.
+        """
         if CURRENT not in self.viewer.layers:
             return
         y0, x0, y1, x1 = ref.bbox
-        corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float) - 0.5
+        pad = 0.5 + OUTLINE / 2
+        corners = np.array([[y0 - pad, x0 - pad], [y0 - pad, x1 - 1 + pad],
+                            [y1 - 1 + pad, x1 - 1 + pad], [y1 - 1 + pad, x0 - pad]])  # fmt: skip
         if self.state.reviewed.ndim == 3:
             corners = np.c_[np.full(4, ref.frame), corners]
         self.viewer.layers[CURRENT].data = [corners]

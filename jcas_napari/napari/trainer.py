@@ -67,22 +67,20 @@ def _preload_training_modules() -> None:
 
 
 def freeze_long_lived(*_) -> None:
-    """Collect garbage, then hide the surviving objects from Python's cyclic collector.
+    """Hide the objects alive now from Python's cyclic collector, for one run.
 
     napari, torch and sympy leave about half a million long-lived objects that every full
     collection walks again while holding the GIL: those passes grew to 250 ms and were the
-    GUI's longest stalls during training (benchmarks/bench_gui.py). Collecting first keeps
-    a cancelled run's garbage from being frozen (the 20 start/cancel test found that);
-    once the old objects are frozen, that collection only walks what is new, so it is
-    cheap. Frozen objects are still freed by reference counting; ``thaw`` hands them back
-    when a layer is removed, so that a removed layer caught in a reference cycle is freed.
+    GUI's longest stalls during training and when the results arrived
+    (benchmarks/bench_gui.py). Frozen objects are still freed by reference counting; the
+    trainer calls ``thaw`` when its run is over (results shown, cancelled or failed), so
+    the freeze lasts only while a run is in flight and no garbage stays frozen after it.
     """
-    gc.collect()
     gc.freeze()
 
 
 def thaw(*_) -> None:
-    """Undo ``freeze_long_lived`` (the next full collection sees every object again)."""
+    """Undo ``freeze_long_lived``: the collector sees every object again."""
     gc.unfreeze()
 
 
@@ -151,11 +149,9 @@ class TrainerWidget(QWidget):
         self.device_combo.currentTextChanged.connect(self._device_changed)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(thaw)
         self._refresh_layers()
         self._device_changed(self.device_combo.currentText())
         _preload_training_modules()
-        freeze_long_lived()
 
     # ------------------------------------------------------------------ inputs
 
@@ -304,9 +300,10 @@ class TrainerWidget(QWidget):
         if self._gen is not None:
             self._gen.close()  # frees the model and optimiser however the run ended
             self._gen = None
-        if run_id != self._run_id:  # cleaning already took over
+        if run_id != self._run_id:  # cleaning already took over (and thaws when done)
             return
         self._set_running(False)
+        thaw()
         if self._stop.is_set():
             self.status.setText("cancelled; the previous model is kept")
 
@@ -348,6 +345,7 @@ class TrainerWidget(QWidget):
         self._set_running(False)
         results = sorted(self._results, key=lambda r: r.index)
         if not results:
+            thaw()
             return
         classes = class_info_of(self.viewer.layers[self.mask_combo.currentText()])
         self.show_results(results, classes)
@@ -386,13 +384,14 @@ class TrainerWidget(QWidget):
         self.session.cleaned.emit(results)
 
     def _put_next_layer(self) -> None:
-        if not self._pending_layers:
-            return
-        name, (data, kwargs) = self._pending_layers.pop(0)
-        self._put_layer(name, data, kwargs)
+        if self._pending_layers:
+            name, (data, kwargs) = self._pending_layers.pop(0)
+            self._put_layer(name, data, kwargs)
         if self._pending_layers:
             # A short delay lets the canvas paint and input events run in between.
             QTimer.singleShot(30, self._put_next_layer)
+        elif not self.cancel_btn.isEnabled():  # no newer run has started meanwhile
+            thaw()  # the run is over once its results are shown
 
     def _put_layer(self, name: str, data, kwargs: dict) -> None:
         if name in self.viewer.layers:
