@@ -459,3 +459,29 @@ def test_review_view_stays_inside_the_frame():
     assert _centre_inside((2, 150), (128, 160), (800, 400), 5.0) == (63.5, 119.5)
     # Canvas size unknown: the region's centre as it is.
     assert _centre_inside((2, 150), (128, 160), None, 5.0) == (2, 150)
+
+
+def test_napari_demo_opens_the_sample_and_docks_the_widgets(make_napari_viewer, monkeypatch):
+    """`make demo` with a display runs examples/napari_demo.py: check what it opens."""
+    import importlib.util
+
+    import napari
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "napari_demo.py"
+    spec = importlib.util.spec_from_file_location("napari_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    viewers = []
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: viewers.append(make_napari_viewer(**kw))
+                        or viewers[-1])  # fmt: skip
+    monkeypatch.setattr(napari, "run", lambda: None)
+    demo.main()
+    (viewer,) = viewers
+    assert [lay.name for lay in viewer.layers] == ["frames", "masks_clean (truth)",
+                                                   "masks (noisy)"]  # fmt: skip
+    docked = " ".join(viewer.window.dock_widgets)
+    for name in ("JCAS trainer", "Transition matrices", "Review corrections"):
+        assert name in docked, docked
+    trainer = next(w for k, w in viewer.window.dock_widgets.items() if "JCAS trainer" in k)
+    assert trainer.image_combo.currentText() == "frames"
+    assert trainer.mask_combo.currentText() == "masks (noisy)"  # not the truth layer
