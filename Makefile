@@ -48,7 +48,9 @@ test: $(STAMP) gui-deps
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q
 
 test-slow: $(STAMP) gui-deps
-	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m slow
+	@# pytest exits 5 when no test is marked slow (none is at present)
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m slow; \
+	  rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests at present" && rc=0; exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check jcas_napari tests examples benchmarks
