@@ -181,6 +181,42 @@ def test_samples_open(make_napari_viewer):
     assert np.allclose(np.sum(noisy.metadata["true_t"], 1), 1)
 
 
+def test_sample_data_train_cancel_restart_clean(make_napari_viewer, qtbot):
+    """The issue's path on the sample data: train in the worker, cancel, restart, clean."""
+    from jcas_napari.napari.trainer import TrainerWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("jcas-napari", "noisy-sequence")
+    noisy = viewer.layers["masks (noisy)"].data.copy()
+    trainer = TrainerWidget(viewer)
+    trainer.warmup.setValue(0)
+    trainer.jcas.setValue(3)
+    steps = []
+    trainer.session.progress.connect(lambda ev: ev.kind == "step" and steps.append(ev.step))
+    trainer.start()
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=60_000)
+    trainer.cancel()
+    qtbot.waitUntil(lambda: trainer.start_btn.isEnabled(), timeout=60_000)
+    assert trainer.session.checkpoint is None and "corrected" not in viewer.layers
+    trainer.start()
+    results = {"corrected", "changes", "confidence"}
+    qtbot.waitUntil(lambda: results <= {lay.name for lay in viewer.layers}
+                    and trainer.start_btn.isEnabled(), timeout=120_000)  # fmt: skip
+    assert trainer.session.checkpoint.endswith("best.pt")
+    corrected = viewer.layers["corrected"].data
+    assert corrected.shape == noisy.shape == (8, 256, 320)
+    np.testing.assert_array_equal(viewer.layers["masks (noisy)"].data, noisy)  # untouched
+    np.testing.assert_array_equal(viewer.layers["changes"].data > 0, corrected != noisy)
+    assert trainer.table.rowCount() == 8
+    # Results whose masks are removed before their layers are in are dropped (this raised
+    # inside napari when the viewer closed mid-way).
+    from jcas_napari.napari.layers import class_info_of
+
+    trainer.show_results(trainer.session.results, class_info_of(viewer.layers["masks (noisy)"]))
+    viewer.layers.clear()
+    qtbot.wait(300)
+    assert len(viewer.layers) == 0
+
 def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, qtbot, dataset,
                                                            tmp_path):  # fmt: skip
     from jcas_napari.napari.inspector import InspectorWidget

@@ -384,6 +384,8 @@ class TrainerWidget(QWidget):
         self.session.cleaned.emit(results)
 
     def _put_next_layer(self) -> None:
+        if self.mask_combo.currentText() not in self.viewer.layers:
+            self._pending_layers.clear()  # the masks (or the viewer) went away meanwhile
         if self._pending_layers:
             name, (data, kwargs) = self._pending_layers.pop(0)
             self._put_layer(name, data, kwargs)
