@@ -66,7 +66,7 @@ def _preload_training_modules() -> None:
     import jcas_napari.core.train  # noqa: F401
 
 
-def freeze_long_lived(*_) -> None:
+def freeze_long_lived() -> None:
     """Hide the objects alive now from Python's cyclic collector, for one run.
 
     napari, torch and sympy leave about half a million long-lived objects that every full
@@ -79,7 +79,7 @@ def freeze_long_lived(*_) -> None:
     gc.freeze()
 
 
-def thaw(*_) -> None:
+def thaw() -> None:
     """Undo ``freeze_long_lived``: the collector sees every object again."""
     gc.unfreeze()
 
