@@ -255,21 +255,21 @@ def run_sync(gen: Generator, on_event: Callable[[TrainEvent], None] | None = Non
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then CPU. Otherwise the named device, checked."""
+    """``auto``: CUDA, then Apple MPS, then CPU. Otherwise the named device, checked.
+
+    CUDA comes back with its index (``cuda:N``, the current device: torchrun ranks set
+    theirs), which DDP needs.
+    """
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
-        return torch.device("cpu")
+        else:
+            return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
-    return dev
-
-
-def _indexed(dev: torch.device) -> torch.device:
-    """``cuda`` -> ``cuda:N`` of the current device (torchrun ranks set theirs), for DDP."""
     if dev.type == "cuda" and dev.index is None:
         return torch.device("cuda", torch.cuda.current_device())
     return dev
@@ -394,7 +394,7 @@ def train(
     names = list(class_names or getattr(getattr(dataset, "classes", None), "names", None)
                  or ("background", "shaft", "wrist", "clasper"))  # fmt: skip
     k = len(names)
-    dev = _indexed(pick_device(device))
+    dev = pick_device(device)
     amp = dev.type == "cuda"
     rank, world = _rank(), _world()
     tc_cfg = config.train

@@ -40,11 +40,10 @@ def _centre_inside(centre, frame, canvas, zoom: float) -> tuple[float, float]:
     ``canvas`` (H, W) pixels at ``zoom`` pixels per data unit gives the visible span; an
     axis the view spans entirely is centred on the frame.
     """
+    if canvas is None:
+        return centre[0], centre[1]
     out = []
-    for c, size, px in zip(centre, frame, canvas or (0.0, 0.0)):
-        if not canvas:
-            out.append(c)
-            continue
+    for c, size, px in zip(centre, frame, canvas):
         half = px / (2 * zoom)
         # napari puts pixel i at [i - 0.5, i + 0.5]: the frame spans [-0.5, size - 0.5].
         lo, hi = half - 0.5, size - 0.5 - half

@@ -231,8 +231,7 @@ class TrainerWidget(QWidget):
             try:
                 return (yield from gen)
             finally:
-                gen.close()
-                release_freed_memory()  # here, off the GUI thread
+                release_freed_memory()  # here, off the GUI thread, once gen has ended
 
         self._gen = gen
         self._losses = []
