@@ -38,7 +38,7 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def _thaw_gc():
-    """The trainer freezes long-lived objects (see trainer.freeze_long_lived); each test
+    """The trainer freezes long-lived objects (see runtime.freeze_long_lived); each test
     starts and ends thawed so that napari's own leak checks can collect viewers."""
     import gc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from jcas_napari.data.io import ClassInfo
@@ -28,11 +30,53 @@ def changes_colormap():
                                            1: np.array([1.0, 0.15, 0.15, 1.0])})  # fmt: skip
 
 
-def labels_kwargs(name: str, classes: ClassInfo, **extra) -> dict:
-    """Keyword arguments for a Labels layer of class masks."""
+# Layers the widgets make from results: never an input to train on or to review.
+RESULT_LAYERS = ("corrected", "changes", "reviewed", "affinity", "confidence")
+TRUTH_KEY = "ground_truth"  # metadata flag of a layer of true masks
+_TRUTH_NAME = re.compile(r"clean|truth|(?<![a-z])gt(?![a-z])")
+
+
+def labels_kwargs(name: str, classes: ClassInfo, truth: bool = False, **extra) -> dict:
+    """Keyword arguments for a Labels layer of class masks; ``truth`` marks true masks.
+
+    A ``metadata`` in ``extra`` adds to the class metadata rather than replacing it, so
+    that every such layer keeps its class names.
+    """
+    meta = {"class_names": list(classes.names), "ignore_index": classes.ignore_index,
+            **extra.pop("metadata", {}), **({TRUTH_KEY: True} if truth else {})}  # fmt: skip
     return {"name": name, "colormap": label_colormap(classes), "opacity": 0.55,
-            "metadata": {"class_names": list(classes.names),
-                         "ignore_index": classes.ignore_index}, **extra}  # fmt: skip
+            "metadata": meta, **extra}  # fmt: skip
+
+
+def is_truth(layer) -> bool:
+    """A layer known to hold true masks: marked so, or named so (clean, truth, gt).
+
+    Training on it or correcting it would defeat the point (it is what the cleaning is
+    measured against), so the widgets never pick it by default.
+    """
+    if (getattr(layer, "metadata", None) or {}).get(TRUTH_KEY):
+        return True
+    return _TRUTH_NAME.search(layer.name.lower()) is not None
+
+
+def default_masks(layers, current: str = "", chosen: str = "") -> str | None:
+    """The name of the masks to select among Labels ``layers`` (None: select none).
+
+    ``current`` stays if it is still there, unless it is a truth layer that the user did
+    not pick (``chosen``): it may be open first, as in the sample, and training on it or
+    correcting it would defeat the point. Otherwise the masks the user will correct: the
+    reader's user masks, then the usual names, then any layer not known to be the truth.
+    """
+    by_name = {lay.name: lay for lay in layers if lay.name not in RESULT_LAYERS}
+    if current in by_name and (current == chosen or not is_truth(by_name[current])):
+        return current
+    candidates = [lay for lay in by_name.values() if not is_truth(lay)]
+    for test in (lambda lay: lay.metadata.get("source") == "user masks",
+                 lambda lay: lay.name in ("masks (noisy)", "masks"), lambda lay: True):
+        found = [lay.name for lay in candidates if test(lay)]
+        if found:
+            return found[0]
+    return None
 
 
 def class_info_of(layer) -> ClassInfo:
@@ -52,3 +96,18 @@ def as_frames(image: np.ndarray) -> np.ndarray:
         lo, hi = float(arr.min()), float(arr.max())
         arr = ((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8)
     return arr
+
+
+def result_layers(results, classes: ClassInfo) -> dict[str, tuple[np.ndarray, dict]]:
+    """The data and layer keywords of the corrected, changes and confidence layers."""
+    return {
+        "corrected": (np.stack([r.proposed for r in results]),
+                      labels_kwargs("corrected", classes)),
+        # One label for all changes: a layer of hundreds of region ids took ~350 ms to
+        # create (bench_gui.py). The regions themselves stay in the session for review.
+        "changes": (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
+                    {"name": "changes", "opacity": 0.9, "colormap": changes_colormap()}),
+        "confidence": (np.stack([r.confidence for r in results]).astype(np.float16),
+                       {"name": "confidence", "colormap": "magma", "visible": False,
+                        "contrast_limits": (0, 1)}),
+    }  # fmt: skip

@@ -73,5 +73,6 @@ def read_dataset(root: Path) -> list:
                        list(ds.classes.names), "ignore_index": ds.classes.ignore_index,
                        "source": "user masks"}), "labels")]  # fmt: skip
     if clean is not None:
-        layers.append((clean, labels_kwargs("masks_clean", ds.classes, visible=False), "labels"))
+        layers.append((clean, labels_kwargs("masks_clean", ds.classes, truth=True, visible=False),
+                       "labels"))  # fmt: skip
     return layers

@@ -3,7 +3,9 @@
 The annotator walks the change regions worst first. Accepting a region copies the proposed
 classes into the reviewed masks; rejecting it restores the original classes. Every decision
 can be undone (multi-level). The decisions serialise to JSON, so a review resumes where it
-stopped.
+stopped; the file records the fingerprints of the frames, the masks and the proposals it
+was made on, and is only resumed over the same ones (region ids are per cleaning run: the
+same ``frame:label`` of another model's proposals is another region).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from jcas_napari.data.io import atomic_write_bytes
+from jcas_napari.napari.provenance import fingerprint
+
+STATE_VERSION = 2
+BINDING_NAMES = {"data": "frames", "masks": "masks", "proposals": "proposals"}
+
+
+class ReviewMismatch(ValueError):
+    """Saved decisions that belong to other data, masks or proposals than this review's."""
 
 
 @dataclass(frozen=True)
@@ -51,23 +61,36 @@ class ReviewState:
     reviewed: np.ndarray = None  # type: ignore[assignment]
     decisions: dict[str, str] = field(default_factory=dict)
     position: int = 0
+    # Fingerprints of what the decisions are about ("data", "masks", "proposals").
+    binding: dict[str, str] = field(default_factory=dict)
     _undo: list[tuple[list[str], list[tuple[int, np.ndarray, np.ndarray]], int]] = field(
         default_factory=list)  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.reviewed is None:
             self.reviewed = self.original.copy()
+        if self.original.shape != self.proposed.shape:
+            # Results of other data (a frame index past the end raised deep in numpy).
+            raise ValueError(f"the proposals {self.proposed.shape} do not fit the masks "
+                             f"{self.original.shape}: clean these masks first")  # fmt: skip
 
     @classmethod
-    def from_results(cls, original: np.ndarray, results) -> ReviewState:
+    def from_results(cls, original: np.ndarray, results, data_id: str = "") -> ReviewState:
         """Build from cleaning results (one per frame, in frame order), worst frames first,
-        then the highest-scoring regions first within a frame."""
+        then the highest-scoring regions first within a frame.
+
+        ``data_id`` identifies the frames that were cleaned (their fingerprint); it goes
+        into the saved state with the fingerprints of the masks and the proposals.
+        """
         proposed = np.stack([r.proposed for r in results])
         regions = np.stack([r.regions for r in results])
         frames = sorted(range(len(results)), key=lambda i: -results[i].noise_score)
         order = [RegionRef(i, reg.label, reg.score, reg.bbox) for i in frames
                  for reg in sorted(results[i].region_info, key=lambda g: -g.score)]  # fmt: skip
-        return cls(np.asarray(original).copy(), proposed, regions, order)
+        original = np.asarray(original).copy()
+        binding = {"data": data_id, "masks": fingerprint(original),
+                   "proposals": f"{fingerprint(proposed)}/{fingerprint(regions)}"}  # fmt: skip
+        return cls(original, proposed, regions, order, binding=binding)
 
     # ------------------------------------------------------------------ navigation
 
@@ -94,6 +117,8 @@ class ReviewState:
     # ------------------------------------------------------------------ decisions
 
     def _apply(self, refs: list[RegionRef], decision: str) -> list[int]:
+        if not refs:
+            return []  # nothing to do: no empty step on the undo stack either
         changes, keys = [], []
         for ref in refs:
             sel = np.nonzero(self.regions[ref.frame] == ref.label)
@@ -117,11 +142,16 @@ class ReviewState:
         return self._apply([self.current], "reject") if self.current else []
 
     def accept_frame(self) -> list[int]:
-        """Accept every region of the current region's frame."""
+        """Accept the undecided regions of the current region's frame.
+
+        Regions already decided keep their decision: an explicit reject is the user's word
+        on that region, and a bulk accept must not overturn it.
+        """
         if not self.current:
             return []
         frame = self.current.frame
-        return self._apply([r for r in self.order if r.frame == frame], "accept")
+        return self._apply([r for r in self.order if r.frame == frame
+                            and r.key not in self.decisions], "accept")  # fmt: skip
 
     def undo(self) -> list[int]:
         """Undo the last decision (multi-level); returns the frames changed."""
@@ -146,13 +176,29 @@ class ReviewState:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: os.PathLike | str) -> Path:
-        """Autosave the decisions (not the masks: they are re-derived on load)."""
-        data = {"version": 1, "position": self.position, "decisions": self.decisions}
+        """Autosave the decisions (not the masks: they are re-derived on load), with the
+        fingerprints of what they were made on."""
+        data = {"version": STATE_VERSION, "binding": self.binding, "position": self.position,
+                "decisions": self.decisions}  # fmt: skip
         return atomic_write_bytes(path, json.dumps(data, indent=1).encode())
 
+    def check_binding(self, data: dict) -> None:
+        """Raise ``ReviewMismatch`` unless saved ``data`` was made on this review's data."""
+        saved = data.get("binding")
+        if not isinstance(saved, dict) or not self.binding:
+            raise ReviewMismatch("the saved review does not record what it belongs to")
+        differ = [BINDING_NAMES[k] for k in BINDING_NAMES if saved.get(k) != self.binding.get(k)]
+        if differ:
+            raise ReviewMismatch(f"the saved review belongs to other {' and '.join(differ)}")
+
     def load(self, path: os.PathLike | str) -> int:
-        """Replay saved decisions onto the reviewed masks; returns how many were applied."""
+        """Replay saved decisions onto the reviewed masks; returns how many were applied.
+
+        Raises ``ReviewMismatch`` (nothing applied) when the file was saved over other
+        frames, masks or proposals: its ``frame:label`` keys would name other regions.
+        """
         data = json.loads(Path(path).read_text())
+        self.check_binding(data)
         by_key = {r.key: r for r in self.order}
         n = 0
         for key, decision in data.get("decisions", {}).items():

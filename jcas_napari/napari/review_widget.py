@@ -1,5 +1,6 @@
 """Review corrections dock widget: A accept, R reject, N/P next/previous, Shift+A accept
-the whole frame, Ctrl+Z undo. Decisions autosave; Save writes the reviewed masks."""
+the frame's undecided regions, Ctrl+Z undo. Decisions autosave; Save writes the reviewed
+masks. A review runs only on the layers its cleaning results were computed from."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from qtpy.QtWidgets import (
 )  # fmt: skip
 
 from jcas_napari.napari.layers import class_info_of, labels_kwargs
-from jcas_napari.napari.review import ReviewState
+from jcas_napari.napari.provenance import ResultsSource
+from jcas_napari.napari.review import ReviewMismatch, ReviewState
 from jcas_napari.napari.session import session_for
 
 KEYS = {"a": "accept", "r": "reject", "n": "next", "p": "previous",
@@ -51,6 +53,14 @@ def _centre_inside(centre, frame, canvas, zoom: float) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _set_aside(path: Path) -> Path:
+    """Rename a state file that is not resumed to a free ``review_state.stale<n>.json``."""
+    n = 1
+    while (aside := path.with_name(f"{path.stem}.stale{n}{path.suffix}")).exists():
+        n += 1
+    return path.rename(aside)
+
+
 class ReviewWidget(QWidget):
     """Walk the change regions worst first and decide on each."""
 
@@ -59,6 +69,7 @@ class ReviewWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.state: ReviewState | None = None
+        self.source: ResultsSource | None = None  # the layers the review's results are of
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("output folder for the reviewed masks")
         self.start_btn = QPushButton("Start review")
@@ -83,6 +94,8 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.save_btn)
         self.start_btn.clicked.connect(self.start)
         self.save_btn.clicked.connect(self.save)
+        self.session.results_dropped.connect(self._on_results_dropped)
+        self.session.cleaned.connect(self._on_cleaned)
         for key, action in KEYS.items():
             self.viewer.bind_key(key, self._key(action), overwrite=True)
 
@@ -93,16 +106,12 @@ class ReviewWidget(QWidget):
         return handler
 
     def _original_layer(self):
-        from napari.layers import Labels
-
-        for name in ("masks (noisy)", "masks"):
-            if name in self.viewer.layers:
-                return self.viewer.layers[name]
-        for layer in self.viewer.layers:
-            if isinstance(layer, Labels) and layer.name not in ("corrected", "changes",
-                                                                "reviewed"):  # fmt: skip
-                return layer
-        return None
+        """The masks under review: the layer the results were cleaned from, if still open."""
+        source = self.source or self.session.source
+        layer = source.mask_layer if source is not None else None
+        if layer is None or not any(lay is layer for lay in self.viewer.layers):
+            return None
+        return layer
 
     def output_dir(self) -> Path:
         text = self.out_edit.text().strip()
@@ -115,23 +124,41 @@ class ReviewWidget(QWidget):
         self.out_edit.setText(str(base))
         return base
 
+    def _stop(self, reason: str) -> None:
+        """Disable the review: its regions belong to data that is gone or changed."""
+        from napari.utils.notifications import show_warning
+
+        running = self.state is not None
+        self.state, self.source = None, None
+        self.counter.setText(f"review stopped: {reason}" if running else reason)
+        if running:
+            show_warning(f"jcas-napari: review stopped: {reason}")
+
+    def _on_results_dropped(self, reason: str) -> None:
+        if self.state is not None:
+            self._stop(reason)
+
+    def _on_cleaned(self, _results) -> None:
+        # New results make a running review's regions stale; Start review again to see them.
+        if self.state is not None:
+            self._stop("new cleaning results: press 'Start review' to review them")
+
     def start(self) -> None:
         """Build the review from the last cleaning; resume saved decisions if any."""
-        from napari.utils.notifications import show_info
-
-        original = self._original_layer()
-        if not self.session.results or original is None:
-            self.counter.setText("nothing to review: run 'Clean with this model' first")
+        try:  # the results must come from these very layers, unchanged since cleaning
+            results, original = self.session.results_for(self.viewer)
+            source = self.session.source
+            self.state = ReviewState.from_results(original.data, results, source.image_fp)
+        except ValueError as exc:  # StaleResults, or proposals of another shape
+            self._stop(str(exc))
             return
-        self.state = ReviewState.from_results(original.data, self.session.results)
-        saved = self.output_dir() / STATE_FILE
-        resumed = self.state.load(saved) if saved.exists() else 0
-        classes = class_info_of(original)
+        self.source = source
+        resumed = self._resume(self.output_dir() / STATE_FILE)
         if "reviewed" in self.viewer.layers:
             self.viewer.layers["reviewed"].data = self.state.reviewed
         else:
-            self.viewer.add_labels(self.state.reviewed, **labels_kwargs("reviewed", classes,
-                                   metadata={**original.metadata}))  # fmt: skip
+            self.viewer.add_labels(self.state.reviewed, **labels_kwargs(
+                "reviewed", class_info_of(original), metadata={**original.metadata}))
         if CURRENT not in self.viewer.layers:
             self.viewer.add_shapes(name=CURRENT, ndim=self.state.reviewed.ndim,
                                    edge_color="yellow", face_color="transparent",
@@ -141,12 +168,39 @@ class ReviewWidget(QWidget):
             layer.bind_key(key, self._key(action), overwrite=True)
         self.viewer.layers.selection.active = layer  # the keys are bound to this layer
         if resumed:
-            show_info(f"jcas-napari: resumed {resumed} decisions from {saved}")
+            from napari.utils.notifications import show_info
+
+            show_info(f"jcas-napari: resumed {resumed} decisions from "
+                      f"{self.output_dir() / STATE_FILE}")  # fmt: skip
         self._show()
+
+    def _resume(self, saved: Path) -> int:
+        """Replay the saved decisions if they were made on this review's data.
+
+        A state file of other data or proposals is not replayed (its ``frame:label`` keys
+        name other regions) and is kept aside, so the next autosave does not destroy it.
+        """
+        from napari.utils.notifications import show_warning
+
+        if not saved.exists():
+            return 0
+        try:
+            return self.state.load(saved)
+        except ReviewMismatch as exc:
+            kept = _set_aside(saved)
+            show_warning(f"jcas-napari: decisions not resumed: {exc}; they are kept in {kept}")
+        except (OSError, ValueError) as exc:  # unreadable or not JSON: start afresh
+            kept = _set_aside(saved)
+            show_warning(f"jcas-napari: decisions not resumed ({exc}); kept in {kept}")
+        return 0
 
     def do(self, action: str) -> None:
         """Run a review action (accept, reject, next, previous, accept_frame, undo)."""
         if self.state is None:
+            return
+        problem = self.source.problem(self.viewer, full=False) if self.source else None
+        if problem:  # cheap check per key: the layers of the review are still there
+            self._stop(problem)
             return
         changed = getattr(self.state, action)()
         if action in ("accept", "reject", "accept_frame"):

@@ -21,9 +21,9 @@ def _sequence(preset: str, frames: int = 8, seed: int = 0) -> list:
         meta["true_t"] = np.asarray(out[0][1].params["matrix"]).tolist()
     return [
         (images, {"name": "frames", "rgb": True}, "image"),
-        (clean, labels_kwargs("masks_clean (truth)", classes, visible=False), "labels"),
-        (noisy, labels_kwargs("masks (noisy)", classes, metadata={
-            "class_names": list(classes.names), "ignore_index": 255, **meta}), "labels"),
+        (clean, labels_kwargs("masks_clean (truth)", classes, truth=True, visible=False),
+         "labels"),
+        (noisy, labels_kwargs("masks (noisy)", classes, metadata=meta), "labels"),
     ]  # fmt: skip
 
 

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import weakref
 from weakref import WeakKeyDictionary
 
 from psygnal import Signal
+
+from jcas_napari.napari.provenance import ResultsSource, StaleResults
 
 
 class Session:
     """What the widgets of one viewer share: the current model and the cleaning results.
 
     Signals: ``progress(TrainEvent)`` during training, ``model_ready(str)`` with a
-    checkpoint path, ``cleaned(list)`` with the CleaningResult of every frame.
+    checkpoint path, ``cleaned(list)`` with the CleaningResult of every frame,
+    ``results_dropped(str)`` with the reason when the results no longer fit the layers.
     """
 
     progress = Signal(object)
     model_ready = Signal(str)
     cleaned = Signal(object)
+    results_dropped = Signal(str)
 
     def __init__(self) -> None:
         self.checkpoint: str | None = None
         self.results: list = []
+        self.source: ResultsSource | None = None  # the layers the results belong to
         self.cleaner = None  # a core.clean.Cleaner for the current checkpoint, made lazily
 
     def get_cleaner(self):
@@ -32,6 +38,37 @@ class Session:
             self.cleaner = Cleaner(self.checkpoint)
         return self.cleaner
 
+    def set_results(self, results: list, source: ResultsSource | None) -> None:
+        """Keep ``results`` together with the layers they were computed from."""
+        self.results, self.source = results, source
+
+    def drop_results(self, reason: str) -> None:
+        """Forget the results (they would be applied to the wrong data) and say why."""
+        if self.results:
+            self.results, self.source = [], None
+            self.results_dropped.emit(reason)
+
+    def results_for(self, viewer, full: bool = True) -> tuple[list, object]:
+        """The results and the mask layer they belong to, if they still fit ``viewer``.
+
+        Results that no longer fit are dropped; ``StaleResults`` says why.
+        """
+        if not self.results:
+            raise StaleResults("nothing to review: run 'Clean with this model' first")
+        problem = ("results of unknown origin: run 'Clean with this model' again"
+                   if self.source is None else self.source.problem(viewer, full))  # fmt: skip
+        if problem:
+            self.drop_results(problem)
+            raise StaleResults(problem)
+        return self.results, self.source.mask_layer
+
+    def check_layers(self, viewer) -> None:
+        """Drop the results once their layers are gone (cheap: identity and shape)."""
+        if self.results and self.source is not None:
+            problem = self.source.problem(viewer, full=False)
+            if problem:
+                self.drop_results(problem)
+
 
 _SESSIONS: WeakKeyDictionary = WeakKeyDictionary()
 
@@ -39,5 +76,14 @@ _SESSIONS: WeakKeyDictionary = WeakKeyDictionary()
 def session_for(viewer) -> Session:
     """The one Session of ``viewer`` (created on first use, dropped with the viewer)."""
     if viewer not in _SESSIONS:
-        _SESSIONS[viewer] = Session()
+        session = _SESSIONS[viewer] = Session()
+        ref = weakref.ref(viewer)  # the viewer owns this callback: no cycle through it
+
+        def on_removed(*_) -> None:
+            if ref() is not None:
+                session.check_layers(ref())
+
+        layers = getattr(viewer, "layers", None)
+        if layers is not None:
+            layers.events.removed.connect(on_removed)
     return _SESSIONS[viewer]

@@ -8,7 +8,6 @@ stays in use.
 
 from __future__ import annotations
 
-import gc
 import os
 import tempfile
 import threading
@@ -31,57 +30,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
-from jcas_napari.napari.layers import as_frames, changes_colormap, class_info_of, labels_kwargs
+from jcas_napari.napari import runtime
+from jcas_napari.napari.layers import (
+    RESULT_LAYERS,
+    as_frames,
+    class_info_of,
+    default_masks,
+    result_layers,
+)
 from jcas_napari.napari.plot import loss_plot_widget
+from jcas_napari.napari.provenance import ResultsSource
 from jcas_napari.napari.session import session_for
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "jcas-small-synthetic.pt"
 MODEL_CHOICES = ("fine-tune shipped model", "fresh: small", "fresh: deeplab-r101",
                  "checkpoint file")  # fmt: skip
-
-
-def available_devices() -> list[str]:
-    """'auto' plus the devices that really exist here."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def _preload_training_modules() -> None:
-    """Import what the first training step imports lazily, here on the GUI thread.
-
-    The first optimiser step pulls in torch._dynamo and sympy (about 1 s of imports). Done
-    inside the worker, that import held Python's import lock while the GUI thread needed it,
-    and napari froze for about 250 ms (benchmarks/bench_gui.py); done here, it is paid
-    once when the widget opens.
-    """
-    import torch._dynamo  # noqa: F401
-
-    import jcas_napari.core.clean  # noqa: F401  (scikit-image's measure module, scipy)
-    import jcas_napari.core.train  # noqa: F401
-
-
-def freeze_long_lived() -> None:
-    """Hide the objects alive now from Python's cyclic collector, for one run.
-
-    napari, torch and sympy leave about half a million long-lived objects that every full
-    collection walks again while holding the GIL: those passes grew to 250 ms and were the
-    GUI's longest stalls during training and when the results arrived
-    (benchmarks/bench_gui.py). Frozen objects are still freed by reference counting; the
-    trainer calls ``thaw`` when its run is over (results shown, cancelled or failed), so
-    the freeze lasts only while a run is in flight and no garbage stays frozen after it.
-    """
-    gc.freeze()
-
-
-def thaw() -> None:
-    """Undo ``freeze_long_lived``: the collector sees every object again."""
-    gc.unfreeze()
 
 
 class TrainerWidget(QWidget):
@@ -98,6 +61,8 @@ class TrainerWidget(QWidget):
         self._losses: list[float] = []
         self._results: list = []
         self._gen = None
+        self._source: ResultsSource | None = None  # the layers the current cleaning reads
+        self._chosen_masks = ""  # masks the user picked in the combo (not a default)
         self._run_root = Path(tempfile.mkdtemp(prefix="jcas_runs_"))
 
         self.image_combo, self.mask_combo = QComboBox(), QComboBox()
@@ -106,7 +71,7 @@ class TrainerWidget(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("checkpoint .pt (for 'checkpoint file')")
         self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.device_combo.addItems(runtime.available_devices())
         self.device_note = QLabel("")
         self.warmup, self.jcas = QSpinBox(), QSpinBox()
         for box, val in ((self.warmup, 0), (self.jcas, 2)):
@@ -124,34 +89,35 @@ class TrainerWidget(QWidget):
         self.table.setHorizontalHeaderLabels(["frame", "noise score", "changed %"])
         self.table.cellClicked.connect(self._jump_to_row)
 
+        self._lay_out()
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.clean_btn.clicked.connect(self.clean)
+        self.device_combo.currentTextChanged.connect(self._device_changed)
+        self.mask_combo.activated.connect(self._masks_chosen)  # user picks only
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._device_changed(self.device_combo.currentText())
+        runtime.preload_training_modules()
+
+    def _lay_out(self) -> None:
+        """The form of inputs, the buttons, the progress and the table of frames."""
         form = QFormLayout()
-        form.addRow("frames", self.image_combo)
-        form.addRow("noisy masks", self.mask_combo)
-        form.addRow("model", self.model_combo)
-        form.addRow("", self.path_edit)
-        form.addRow("device", self.device_combo)
-        form.addRow("", self.device_note)
-        form.addRow("warm-up epochs", self.warmup)
-        form.addRow("JCAS epochs", self.jcas)
+        for label, widget in (("frames", self.image_combo), ("noisy masks", self.mask_combo),
+                              ("model", self.model_combo), ("", self.path_edit),
+                              ("device", self.device_combo), ("", self.device_note),
+                              ("warm-up epochs", self.warmup), ("JCAS epochs", self.jcas)):
+            form.addRow(label, widget)  # fmt: skip
         buttons = QHBoxLayout()
-        for b in (self.start_btn, self.cancel_btn):
-            buttons.addWidget(b)
+        buttons.addWidget(self.start_btn)
+        buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         for w in (self.progress, self.status, self.canvas, self.clean_btn,
                   QLabel("Frames, worst first (click to go there):"), self.table):
             layout.addWidget(w)  # fmt: skip
-
-        self.start_btn.clicked.connect(self.start)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.clean_btn.clicked.connect(self.clean)
-        self.device_combo.currentTextChanged.connect(self._device_changed)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
-        self._device_changed(self.device_combo.currentText())
-        _preload_training_modules()
 
     # ------------------------------------------------------------------ inputs
 
@@ -160,27 +126,38 @@ class TrainerWidget(QWidget):
 
         for combo, kind in ((self.image_combo, Image), (self.mask_combo, Labels)):
             current = combo.currentText()
-            names = [lay.name for lay in self.viewer.layers if isinstance(lay, kind)
-                     and lay.name not in ("corrected", "changes", "reviewed", "affinity",
-                                          "confidence")]  # fmt: skip
+            layers = [lay for lay in self.viewer.layers
+                      if isinstance(lay, kind) and lay.name not in RESULT_LAYERS]  # fmt: skip
             combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif kind is Labels and "masks (noisy)" in names:
-                combo.setCurrentText("masks (noisy)")
+            combo.addItems([lay.name for lay in layers])
+            if kind is Labels:  # never the truth by default: then no default at all
+                current = default_masks(layers, current, self._chosen_masks) or ""
+                combo.setCurrentIndex(combo.findText(current))
+            else:
+                combo.setCurrentText(current)  # kept if still there, else the first
+
+    def _masks_chosen(self, index: int) -> None:
+        self._chosen_masks = self.mask_combo.itemText(index)
 
     def _device_changed(self, device: str) -> None:
-        cpu = device == "cpu" or (device == "auto" and available_devices() == ["auto", "cpu"])
+        cpu = device == "cpu" or (device == "auto"
+                                  and runtime.available_devices() == ["auto", "cpu"])
         self.device_note.setText("Training on the CPU is slow: keep the epochs low."
                                  if cpu else "")  # fmt: skip
+
+    def _selected_layers(self) -> tuple:
+        """The frames and masks layers chosen in the combos (ValueError if one is not)."""
+        names = (self.image_combo.currentText(), self.mask_combo.currentText())
+        for what, name in zip(("frames", "noisy masks"), names):
+            if not name or name not in self.viewer.layers:
+                raise ValueError(f"choose the {what} layer")
+        return self.viewer.layers[names[0]], self.viewer.layers[names[1]]
 
     def dataset(self):
         """The selected layers as an in-memory dataset (all frames one sequence)."""
         from jcas_napari.data.io import ArrayDataset
 
-        image = self.viewer.layers[self.image_combo.currentText()]
-        masks = self.viewer.layers[self.mask_combo.currentText()]
+        image, masks = self._selected_layers()
         frames = as_frames(image.data)
         m = np.asarray(masks.data)
         return ArrayDataset(frames, m[None] if m.ndim == 2 else m, class_info_of(masks),
@@ -220,7 +197,7 @@ class TrainerWidget(QWidget):
             cfg.train.epochs_warmup, cfg.train.epochs_jcas = self.warmup.value(), self.jcas.value()
             run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=self._run_root))
             self._stop.clear()
-            freeze_long_lived()
+            runtime.freeze_long_lived()
             gen = train(ds, cfg, run_dir, device=self.device_combo.currentText(),
                         init_checkpoint=init, should_stop=self._stop.is_set)  # fmt: skip
         except (ValueError, KeyError) as exc:
@@ -302,7 +279,7 @@ class TrainerWidget(QWidget):
         if run_id != self._run_id:  # cleaning already took over (and thaws when done)
             return
         self._set_running(False)
-        thaw()
+        runtime.thaw()
         if self._stop.is_set():
             self.status.setText("cancelled; the previous model is kept")
 
@@ -311,16 +288,25 @@ class TrainerWidget(QWidget):
     def clean(self) -> None:
         """Clean the selected frames with the current model (shipped one if none yet)."""
         from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
 
         from jcas_napari.core.clean import clean
 
+        try:
+            image, masks = self._selected_layers()
+            ds = self.dataset()
+        except ValueError as exc:  # no layer chosen, or frames and masks that do not fit
+            show_error(f"jcas-napari: {exc}")
+            self.status.setText(f"error: {exc}")
+            return
+        # What the results will belong to, read here on the GUI thread before the worker.
+        self._source = ResultsSource.of(image, masks)
         if self.session.checkpoint is None:
             self.session.checkpoint = str(SHIPPED)
-        ds = self.dataset()
         self._results = []
         self._run_id += 1
         session = self.session
-        freeze_long_lived()
+        runtime.freeze_long_lived()
 
         def run():
             # Loading the model happens here, in the worker, not on the GUI thread.
@@ -343,29 +329,23 @@ class TrainerWidget(QWidget):
     def _on_cleaned(self) -> None:
         self._set_running(False)
         results = sorted(self._results, key=lambda r: r.index)
-        if not results:
-            thaw()
+        problem = (self._source.problem(self.viewer, full=False) if self._source
+                   else "the cleaned layers are unknown")  # fmt: skip
+        if not results or problem:  # the cleaned layers went away meanwhile: drop them
+            runtime.thaw()
+            self.status.setText(f"results dropped: {problem}" if results else "idle")
             return
-        classes = class_info_of(self.viewer.layers[self.mask_combo.currentText()])
-        self.show_results(results, classes)
+        self.show_results(results, class_info_of(self._source.mask_layer))
         self.status.setText(f"cleaned {len(results)} frames with {self.session.checkpoint}")
 
     def show_results(self, results, classes) -> None:
         """Add or refresh the corrected, changes and confidence layers and the score table."""
-        self.session.results = results
-        layers = {
-            "corrected": (np.stack([r.proposed for r in results]),
-                          labels_kwargs("corrected", classes)),
-            # One label for all changes: a layer of hundreds of region ids took ~350 ms to
-            # create (bench_gui.py). The regions themselves stay in the session for review.
-            "changes": (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
-                        {"name": "changes", "opacity": 0.9, "colormap": changes_colormap()}),
-            "confidence": (np.stack([r.confidence for r in results]).astype(np.float16),
-                           {"name": "confidence", "colormap": "magma", "visible": False,
-                            "contrast_limits": (0, 1)}),
-        }  # fmt: skip
+        self.session.set_results(results, self._source)
+        layers = result_layers(results, classes)
         # Show the proposal over the frames; the given masks stay one click away.
-        self.viewer.layers[self.mask_combo.currentText()].visible = False
+        masks = self._source.mask_layer if self._source is not None else None
+        if masks is not None:
+            masks.visible = False
         # One layer per event-loop turn, each scheduled when the previous one is in: napari
         # takes ~100-200 ms to create any layer here, and three zero-delay timers queued
         # together ran back to back as one 500 ms freeze (benchmarks/bench_gui.py).
@@ -383,8 +363,8 @@ class TrainerWidget(QWidget):
         self.session.cleaned.emit(results)
 
     def _put_next_layer(self) -> None:
-        if self.mask_combo.currentText() not in self.viewer.layers:
-            self._pending_layers.clear()  # the masks (or the viewer) went away meanwhile
+        if self._source is None or self._source.problem(self.viewer, full=False):
+            self._pending_layers.clear()  # the layers (or the viewer) went away meanwhile
         if self._pending_layers:
             name, (data, kwargs) = self._pending_layers.pop(0)
             self._put_layer(name, data, kwargs)
@@ -392,7 +372,7 @@ class TrainerWidget(QWidget):
             # A short delay lets the canvas paint and input events run in between.
             QTimer.singleShot(30, self._put_next_layer)
         elif not self.cancel_btn.isEnabled():  # no newer run has started meanwhile
-            thaw()  # the run is over once its results are shown
+            runtime.thaw()  # the run is over once its results are shown
 
     def _put_layer(self, name: str, data, kwargs: dict) -> None:
         if name in self.viewer.layers:
