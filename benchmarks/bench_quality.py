@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jcas_napari.core.clean import Cleaner
+from jcas_napari.core.clean import Cleaner, RuleSettings, clean
 from jcas_napari.core.config import load_config
 from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.core.train import fold_splits, run_sync, train
@@ -48,9 +48,15 @@ from jcas_napari.data.io import Sample, open_dataset
 from jcas_napari.data.make import make_dataset
 from jcas_napari.data.noise import ASYMMETRIC50, symmetric_matrix
 
-PRESETS = ["symmetric50", "asymmetric50", "ellipse", "mix", "markov"]
+PRESETS = ["clean", "symmetric50", "asymmetric50", "ellipse", "mix", "markov"]
 TRUE_T = {"symmetric50": symmetric_matrix(4, 0.5), "asymmetric50": ASYMMETRIC50}
 METHODS = ["noisy", "ce", "volmin", "jcas", "jcas-kfold", "cleanlab", "clean-upper"]
+# Ablations of the proposal rule, each on the same in-sample JCAS model.
+ABLATIONS = {
+    "no-temporal": RuleSettings(temporal=False),
+    "no-min-area": RuleSettings(min_area=1, merge_radius=0),
+    "posterior-0.8": RuleSettings(min_posterior=0.8),
+}
 
 
 @dataclass
@@ -83,23 +89,47 @@ def detection(noisy, clean, proposed) -> dict[str, float]:
 
     precision / recall: changed pixels that were wrong / wrong pixels that were changed
     (a change counts even if the new class is wrong too); fixed_precision / fixed_recall:
-    changed pixels that now carry the true class / wrong pixels that now do.
+    changed pixels that now carry the true class / wrong pixels that now do; changed: the
+    share of all pixels changed (the score of the ``clean`` preset).
     """
-    tp = fp = fn = fixed = 0
-    for n, c, p in zip(noisy, clean, proposed):
-        wrong, changed = n != c, p != n
+    tp = fp = fn = fixed = n = 0
+    for g, c, p in zip(noisy, clean, proposed):
+        wrong, changed = g != c, p != g
         tp += int((wrong & changed).sum())
         fp += int((~wrong & changed).sum())
         fn += int((wrong & ~changed).sum())
         fixed += int((changed & (p == c)).sum())
-    return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
-            "fixed_precision": fixed / max(tp + fp, 1), "fixed_recall": fixed / max(tp + fn, 1)}
+        n += g.size
+    return {"precision": tp / max(tp + fp, 1) if tp + fp else None,
+            "recall": tp / max(tp + fn, 1) if tp + fn else None,
+            "fixed_precision": fixed / max(tp + fp, 1) if tp + fp else None,
+            "fixed_recall": fixed / max(tp + fn, 1) if tp + fn else None,
+            "changed": (tp + fp) / max(n, 1)}  # fmt: skip
 
 
-def train_model(ds, cfg, run: Path, method: str, seed: int, device: str, indices=None) -> dict:
+def frame_dice(mask: np.ndarray, truth: np.ndarray) -> float:
+    return segmentation_scores([(mask, truth)], 4)["dataset"]["mean_dice"]
+
+
+def top_precision(results, noisy, clean, top: int = 20) -> float | None:
+    """Share of the ``top`` best-scored regions (over all frames) whose acceptance alone
+    raises that frame's foreground Dice against the truth."""
+    regions = [(reg.score, r.index, reg.label) for r in results for reg in r.region_info]
+    regions.sort(key=lambda x: -x[0])
+    by_index = {r.index: r for r in results}
+    right = 0
+    for _, i, lab in regions[:top]:
+        m = by_index[i].regions == lab
+        fixed = np.where(m, by_index[i].proposed, noisy[i])
+        right += frame_dice(fixed, clean[i]) > frame_dice(noisy[i], clean[i])
+    return right / len(regions[:top]) if regions else None
+
+
+def train_model(ds, cfg, run: Path, method: str, seed: int, device: str, indices=None,
+                init=None) -> dict:  # fmt: skip
     """Train one model; the contents of its best checkpoint."""
     res = run_sync(train(ds, cfg, run, method=method, seed=seed, device=device,
-                         train_indices=indices))  # fmt: skip
+                         train_indices=indices, init_checkpoint=init))  # fmt: skip
     return torch.load(res.best, weights_only=True)
 
 
@@ -113,67 +143,93 @@ def probs_of(ckpt: dict, ds, indices, device: str) -> dict[int, np.ndarray]:
     return out
 
 
-def cleaned_from(ckpt_probs: list[tuple[dict, dict[int, np.ndarray]]], ds, n: int, device: str):
-    """Apply the cleaning rule of each model to the frames it owns; proposed and predictions."""
-    proposed, preds = [None] * n, [None] * n
-    for ckpt, probs in ckpt_probs:
-        cleaner = Cleaner(ckpt, device=device)
-        for i, p in probs.items():
-            r = cleaner.clean_frame(i, "", p, ds[i].mask)
-            proposed[i], preds[i] = r.proposed, r.prediction
-    return proposed, preds
+def cleaned_from(models, ds, n: int, device: str, settings=None):
+    """Run the core pipeline (``core.clean.clean``) with each model on the frames it owns."""
+    results = []
+    for ckpt, indices in models:
+        cleaner = Cleaner(ckpt, device=device, settings=settings)
+        results += list(clean(ds, cleaner, indices=indices))
+    results.sort(key=lambda r: r.index)
+    assert len(results) == n
+    return results
+
+
+def t_errors(ckpt: dict, preset: str) -> dict:
+    if preset not in TRUE_T:
+        return {}
+    out = {}
+    for key, name in (("t_c", "t_mae"), ("t_c_anchor", "t_anchor_mae")):
+        err = np.abs(np.asarray(ckpt[key]) - TRUE_T[preset])
+        out[name], out[name.replace("mae", "max")] = float(err.mean()), float(err.max())
+    return out
 
 
 def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
     root = tmp / f"{preset}_{seed}"
     make_dataset(root, sequences=args.sequences, frames=args.frames, noise=preset,
-                 seed=1000 + seed)  # fmt: skip
+                 seed=1000 + seed, family=args.family)  # fmt: skip
     ds = open_dataset(root)
     n = len(ds)
     noisy = [ds[i].mask for i in range(n)]
-    clean = [ds[i].clean for i in range(n)]
+    truth = [ds[i].clean for i in range(n)]
     cfg = load_config("small")
     cfg.train.epochs_warmup, cfg.train.epochs_jcas = args.epochs
-    out: dict[str, dict] = {"noisy": {"cleaned": fg_dice(zip(noisy, clean))}}
+    init = None if args.init == "none" else args.init
+    out: dict[str, dict] = {"noisy": {"cleaned": fg_dice(zip(noisy, truth))}}
     every = list(range(n))
 
-    def score(name: str, ckpt_probs, t_c=None) -> None:
-        proposed, preds = cleaned_from(ckpt_probs, ds, n, args.device)
-        row = {"cleaned": fg_dice(zip(proposed, clean)), "pred": fg_dice(zip(preds, clean)),
-               **detection(noisy, clean, proposed)}  # fmt: skip
-        if t_c is not None and preset in TRUE_T:
-            row["t_mae"] = float(np.abs(np.asarray(t_c) - TRUE_T[preset]).mean())
+    def score(name: str, models, ckpt=None, settings=None) -> None:
+        res = cleaned_from(models, ds, n, args.device, settings)
+        proposed = [r.proposed for r in res]
+        row = {"cleaned": fg_dice(zip(proposed, truth)),
+               "pred": fg_dice(zip([r.prediction for r in res], truth)),
+               "top20": top_precision(res, noisy, truth), **detection(noisy, truth, proposed),
+               "regions_per_frame": float(np.mean([len(r.region_info) for r in res]))}  # fmt: skip
+        if ckpt is not None:
+            row.update(t_errors(ckpt, preset))
         out[name] = row
 
-    for method, name in (("ce", "ce"), ("volmin", "volmin"), ("jcas", "jcas")):
-        ckpt = train_model(ds, cfg, tmp / f"run_{name}", method, seed, args.device)
-        t_c = ckpt["t_c"].numpy() if method != "ce" else None
-        score(name, [(ckpt, probs_of(ckpt, ds, every, args.device))], t_c)
+    for method in [m for m in ("ce", "volmin", "jcas") if m in args.methods]:
+        ckpt = train_model(ds, cfg, tmp / f"run_{method}", method, seed, args.device, None, init)
+        score(method, [(ckpt, None)], ckpt)
+        if method == "jcas" and "ablations" in args.methods:
+            for name, st in ABLATIONS.items():
+                score(f"jcas {name}", [(ckpt, None)], None, st)
+    if "jcas-kfold" in args.methods or "cleanlab" in args.methods:
+        kfold(ds, cfg, args, tmp, seed, init, every, noisy, truth, out, score)
+    if "clean-upper" in args.methods:
+        ckpt = train_model(CleanView(ds), cfg, tmp / "run_upper", "ce", seed, args.device)
+        out["clean-upper"] = {"cleaned": fg_dice(zip([p.argmax(0) for p in probs_of(
+            ckpt, ds, every, args.device).values()], truth))}  # fmt: skip
+    return out
 
+
+def kfold(ds, cfg, args, tmp, seed, init, every, noisy, truth, out, score) -> None:
+    """Out-of-sample: 2 models, each cleans the sequences it did not see; and cleanlab on
+    the out-of-sample probabilities of 2 CE models."""
     folds = fold_splits(ds.sequences(), 2, seed)
     jk, ce_oos = [], {}
     for f, held in enumerate(folds):
         rest = sorted(set(every) - set(held))
-        ck = train_model(ds, cfg, tmp / f"run_jk{f}", "jcas", seed, args.device, rest)
-        jk.append((ck, probs_of(ck, ds, held, args.device)))
-        cc = train_model(ds, cfg, tmp / f"run_ck{f}", "ce", seed, args.device, rest)
-        ce_oos.update(probs_of(cc, ds, held, args.device))
-    score("jcas-kfold", jk)
+        if "jcas-kfold" in args.methods:
+            ck = train_model(ds, cfg, tmp / f"run_jk{f}", "jcas", seed, args.device, rest, init)
+            jk.append((ck, held))
+        if "cleanlab" in args.methods:
+            cc = train_model(ds, cfg, tmp / f"run_ck{f}", "ce", seed, args.device, rest, init)
+            ce_oos.update(probs_of(cc, ds, held, args.device))
+    if jk:
+        score("jcas-kfold", jk)
+    if ce_oos:
+        from cleanlab.segmentation.filter import find_label_issues
 
-    from cleanlab.segmentation.filter import find_label_issues
-
-    pred_probs = np.stack([ce_oos[i] for i in every]).astype(np.float32)
-    labels = np.stack(noisy).astype(np.int64)
-    issues = find_label_issues(labels, pred_probs, downsample=1, n_jobs=1, verbose=False)
-    cl_pred = pred_probs.argmax(1)
-    proposed = [np.where(issues[i], cl_pred[i], noisy[i]).astype(np.uint8) for i in every]
-    out["cleanlab"] = {"cleaned": fg_dice(zip(proposed, clean)),
-                       "pred": fg_dice(zip(cl_pred.astype(np.uint8), clean)),
-                       **detection(noisy, clean, proposed)}  # fmt: skip
-
-    ckpt = train_model(CleanView(ds), cfg, tmp / "run_upper", "ce", seed, args.device)
-    score("clean-upper", [(ckpt, probs_of(ckpt, ds, every, args.device))])
-    return out
+        pred_probs = np.stack([ce_oos[i] for i in every]).astype(np.float32)
+        labels = np.stack(noisy).astype(np.int64)
+        issues = find_label_issues(labels, pred_probs, downsample=1, n_jobs=1, verbose=False)
+        cl_pred = pred_probs.argmax(1)
+        proposed = [np.where(issues[i], cl_pred[i], noisy[i]).astype(np.uint8) for i in every]
+        out["cleanlab"] = {"cleaned": fg_dice(zip(proposed, truth)),
+                           "pred": fg_dice(zip(cl_pred.astype(np.uint8), truth)),
+                           **detection(noisy, truth, proposed)}  # fmt: skip
 
 
 def _device_name(device: str) -> str:
@@ -189,25 +245,31 @@ def fmt(vals: list[float]) -> str:
     return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0:.3f}"
 
 
+COLUMNS = [("cleaned", "mDice cleaned"), ("pred", "mDice predictions"),
+           ("changed", "px changed"), ("precision", "changed-px precision"),
+           ("recall", "changed-px recall"), ("fixed_precision", "changed px now right"),
+           ("top20", "top-20 region precision"), ("regions_per_frame", "regions / frame"),
+           ("t_mae", "T_C MAE"), ("t_max", "T_C max err"), ("t_anchor_mae", "anchor T MAE")]
+
+
 def table(results: dict) -> str:
     lines = []
     for preset, runs in results.items():
+        names = list(dict.fromkeys(m for r in runs for m in r))
         lines += [f"\n**{preset}** ({len(runs)} seeds)\n",
-                  "| method | mDice cleaned masks | mDice predictions | changed-px precision "
-                  "| changed-px recall | changed px now right | wrong px now right | T_C MAE |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for m in METHODS:
+                  "| method | " + " | ".join(c[1] for c in COLUMNS) + " |",
+                  "|---" * (len(COLUMNS) + 1) + "|"]  # fmt: skip
+        for m in names:
             col = [r.get(m, {}) for r in runs]
-            lines.append(
-                f"| {m} | {fmt([c.get('cleaned') for c in col])} | "
-                f"{fmt([c.get('pred') for c in col])} | {fmt([c.get('precision') for c in col])}"
-                f" | {fmt([c.get('recall') for c in col])}"
-                f" | {fmt([c.get('fixed_precision') for c in col])}"
-                f" | {fmt([c.get('fixed_recall') for c in col])}"
-                f" | {fmt([c.get('t_mae') for c in col])}"
-                " |"
-            )
+            cells = [fmt([c.get(key) for c in col]) for key, _ in COLUMNS]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def main() -> None:
@@ -219,7 +281,14 @@ def main() -> None:
     ap.add_argument("--epochs", nargs=2, type=int, default=[3, 5])
     ap.add_argument("--out", default="benchmarks/quality.json")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (training and inference)")
+    ap.add_argument("--family", default="a", help="scene family: a, or b (domain shift)")
+    ap.add_argument("--init", default="none",
+                    help="none (random init) or a checkpoint every method starts from")
+    ap.add_argument("--methods", nargs="+", default=METHODS[1:] + ["ablations"])
     args = ap.parse_args()
+    missing = [m for m in ("cleanlab",) if m in args.methods and not _has(m)]
+    if missing:
+        sys.exit(f"bench_quality: missing module(s) {missing}: pip install -e '.[bench]'")
     torch.set_num_threads(torch.get_num_threads())
     results: dict[str, list] = {}
     t0 = time.time()

@@ -198,9 +198,12 @@ def _clean_into(ds, models, out: Path, threshold, device) -> None:
 
     from jcas_napari.report import clean_to_folder
 
+    notes: list[str] = []
     with tqdm(total=len(ds), unit="frame", desc="clean") as bar:
         rows = clean_to_folder(ds, models, out, threshold=threshold, device=device,
-                               progress=bar.update)  # fmt: skip
+                               progress=bar.update, notes=notes)  # fmt: skip
+    for note in notes:
+        typer.echo(f"warning: {note}", err=True)
     skipped = len(rows) - bar.n
     note = f" ({skipped} frames already done by an earlier run were kept)" if skipped else ""
     typer.echo(f"wrote {len(rows)} cleaned masks to {out / 'masks'}{note}; "
@@ -214,8 +217,8 @@ def clean_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (outside DATASET)."),
     threshold: float = typer.Option(
         None, min=0.0, max=1.0,
-        help="Change a pixel only if the model's confidence reaches this. Default: the "
-        "per-class thresholds calibrated on the validation split during training."),
+        help="Change a pixel only if the posterior probability that its label is wrong "
+        "(and the proposed class right) reaches this. Default 0.5 (see docs/method.md)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""

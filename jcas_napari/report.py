@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jcas_napari.core.checkpoint import load_checkpoint
-from jcas_napari.core.clean import CleaningResult, clean
+from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
 from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.data.io import (
     MASK_SUFFIXES,
@@ -147,11 +147,14 @@ def clean_to_folder(
     device: str = "auto",
     progress=None,
     n_worst: int = 4,
+    notes: list[str] | None = None,
 ) -> list[dict]:
     """Clean ``dataset`` into ``out``: masks/, changes/, confidence/, scores.csv, report.md.
 
     ``models`` pairs each checkpoint with the frame indices it cleans (None: all frames);
     K-fold cross-fitting passes one model per fold. ``progress(n)`` is called per frame.
+    ``threshold`` overrides the rule's minimum posterior. A model that fails the weak-model
+    guard writes the given masks unchanged; its reason is appended to ``notes``.
     Never writes into the dataset folder. Returns the score rows.
     """
     out = check_output_dir(out, dataset.root)
@@ -163,7 +166,11 @@ def clean_to_folder(
         key = _model_key(ckpt)
         todo = [i for i in (range(len(dataset)) if indices is None else indices)
                 if done.get(dataset.frames[i].id, {}).get("model") != key]  # fmt: skip
-        for r in clean(dataset, ckpt, threshold=threshold, device=device, indices=todo):
+        if not todo:
+            continue
+        settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
+        cleaner = Cleaner(ckpt, dataset.classes.num_classes, device, settings)
+        for r in clean(dataset, cleaner, indices=todo):
             write_frame_outputs(out, r)
             row = {"id": r.id, "noise_score": round(r.noise_score, 6),
                    "changed_fraction": round(r.changed_fraction, 6),
@@ -175,6 +182,8 @@ def clean_to_folder(
             done[r.id] = sidecar
             if progress:
                 progress(1)
+        if cleaner.weak_reason and notes is not None:
+            notes.append(f"{Path(ckpt).name}: no changes proposed: {cleaner.weak_reason}")
     rows = [{k: v for k, v in done[f.id].items() if k != "model"}
             for f in dataset.frames if f.id in done]  # fmt: skip
     write_scores(out, rows)

@@ -82,7 +82,8 @@ def model_from_checkpoint(ckpt: dict) -> tuple[JCASNet, Config]:
 
 
 EXPORT_KEYS = ("config", "class_names", "ignore_index", "model", "t_c", "t_a", "thresholds",
-               "prior", "history", "method", "seed", "epoch", "stage")  # fmt: skip
+               "prior", "t_c_anchor", "guard", "history", "method", "seed", "epoch",
+               "stage")  # fmt: skip
 
 
 def export_checkpoint(src: os.PathLike | str, dst: os.PathLike | str, half: bool = True) -> Path:

@@ -1,17 +1,15 @@
-"""Label cleaning with a trained JCAS model: corrected masks, confidence, change regions.
+"""Label cleaning with a trained model: proposed masks, confidence, change regions.
 
-For each frame the model's DAR-refined class probabilities give a prediction and a
-confidence (the top probability). The proposed mask is the user's mask, changed only where
-the model disagrees **confidently**: the predicted class j differs from the given label and
-p_j reaches j's threshold. By default the thresholds are per class and come from the
-checkpoint: t_j = mean p_j over validation pixels whose (noisy) label is j, computed on the
-held-out validation split after training (confident learning's per-class thresholds). A
-single ``threshold`` overrides them.
+For each frame the model gives q, its estimate of the clean class of each pixel: the
+DAR-refined probabilities, averaged with those of the horizontally flipped frame, resized
+to the frame with the same pixel-centre geometry as the input resize, and temperature-
+scaled as calibrated on the held-out split. The proposal rule (``core.propose``) combines
+q with T_C and the given label. Models trained without T (the CE baseline) give a noisy
+posterior; it is corrected backwards with their anchor-estimated T first.
 
-Changed pixels are grouped into 8-connected regions, each with its source and target class
-and a score (mean confidence), for review. A frame's noise score is the mean over its
-non-ignored pixels of 1 - p(given label): the expected share of wrong pixels. Frames are
-ranked by it.
+Do no harm: a model whose held-out predictions of the labels are no better than the class
+frequencies (``guard``) proposes nothing, and ``weak_reason`` says why. A frame's noise
+score is the mean over its labelled pixels of P(given label is wrong | image).
 """
 
 from __future__ import annotations
@@ -23,25 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.measure import label as label_regions
 
 from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
 from jcas_napari.core.infer import predict, to_tensor
+from jcas_napari.core.propose import Region, RuleSettings, propose
 from jcas_napari.core.train import pick_device
+from jcas_napari.core.transitions import backward_correct, clean_prior_from_noisy, noise_rate
+from jcas_napari.core.validate import sharpen
 from jcas_napari.data.resize import resize_image
 
-
-@dataclass
-class Region:
-    """One connected region of proposed changes."""
-
-    label: int  # its id in CleaningResult.regions
-    area: int
-    score: float  # mean confidence of the model over the region
-    from_class: int  # the most common given class in the region
-    to_class: int  # the most common proposed class
-    bbox: tuple[int, int, int, int]  # y0, x0, y1, x1 (exclusive)
+__all__ = ["Cleaner", "CleaningResult", "Region", "RuleSettings", "clean", "model_guard"]
 
 
 @dataclass
@@ -52,11 +42,29 @@ class CleaningResult:
     id: str
     prediction: np.ndarray  # uint8 class ids (DAR-refined argmax)
     confidence: np.ndarray  # float32 top probability
-    proposed: np.ndarray  # uint8: the given mask with confident disagreements replaced
-    regions: np.ndarray  # int32 region ids, 0 = unchanged
+    proposed: np.ndarray  # uint8: the given mask with the accepted regions replaced
+    regions: np.ndarray  # int32 region ids, 0 = unchanged; 1 = best-scored
     region_info: list[Region] = field(default_factory=list)
     noise_score: float = 0.0
     changed_fraction: float = 0.0
+
+
+def model_guard(ckpt: dict) -> str | None:
+    """Why this checkpoint must not propose changes, or None when its held-out check passed.
+
+    The check (``core.validate``): the held-out noisy labels must be predicted better than
+    by the class frequencies alone. A checkpoint without the check (an older format)
+    passes here; ``clean`` still checks it on the frames it cleans.
+    """
+    guard = ckpt.get("guard") or {}
+    gain = guard.get("val_gain")
+    if gain is None or not np.isfinite(gain):
+        return None
+    if gain <= 0:
+        return (f"the model predicts held-out labels no better than the class frequencies "
+                f"do (NLL {guard['val_nll']:.3f} vs {guard['prior_nll']:.3f}): train it "
+                "longer, on more frames, or from the shipped model")  # fmt: skip
+    return None
 
 
 class Cleaner:
@@ -64,7 +72,7 @@ class Cleaner:
 
     def __init__(
         self, checkpoint: os.PathLike | str | dict, num_classes: int | None = None,
-        device: str = "auto", threshold: float | None = None,
+        device: str = "auto", settings: RuleSettings | None = None,
     ) -> None:  # fmt: skip
         ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint,
                                                                               num_classes)
@@ -75,56 +83,65 @@ class Cleaner:
         self.net.to(self.device)
         self.class_names = list(ckpt["class_names"])
         self.ignore_index = int(ckpt.get("ignore_index", 255))
+        self.settings = settings or RuleSettings()
         k = len(self.class_names)
-        if threshold is not None:
-            self.thresholds = np.full(k, float(threshold))
-        else:
-            self.thresholds = np.asarray(ckpt.get("thresholds", torch.full((k,), 0.5)), float)
-        self.size = (self.cfg.input.height, self.cfg.input.width)
+        self.method = ckpt.get("method", "jcas")
         # Baselines trained without the affinity branch predict without DAR.
-        self.refine = ckpt.get("method", "jcas") == "jcas"
+        self.refine = self.method == "jcas"
+        # The rule's T: the anchor estimate on held-out frames at the end of training, for
+        # every method (the learned T_C of a short run stays near its start; RESULTS.md).
+        self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
+        self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
+        noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
+        self.noisy_prior = noisy_prior
+        self.noise_rate = noise_rate(self.t_c, clean_prior_from_noisy(noisy_prior, self.t_c))
+        self.weak_reason = model_guard(ckpt)
+        self.size = (self.cfg.input.height, self.cfg.input.width)
+
+    def use_transition(self, t: np.ndarray) -> None:
+        """Use T_C [K,K] (e.g. estimated on the frames to clean) and the noise rate it implies."""
+        self.t_c = np.asarray(t, np.float64)
+        self.noise_rate = noise_rate(self.t_c, clean_prior_from_noisy(self.noisy_prior, self.t_c))
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Class probabilities [K,H,W] float32 for each RGB frame, at the frame's size."""
+        """Clean-class probabilities q [K,H,W] float32 for each RGB frame, at its size."""
         x = to_tensor(np.stack([resize_image(im, self.size) for im in images]), self.device)
         p = predict(self.net, x, self.cfg, refine=self.refine)
+        p = 0.5 * (p + predict(self.net, x.flip(-1), self.cfg, refine=self.refine).flip(-1))
         out = []
         for im, pi in zip(images, p):
-            up = F.interpolate(pi[None], size=im.shape[:2], mode="bilinear", align_corners=True)
-            out.append(up[0].cpu().numpy())
+            # The input was shrunk with pixel-centre geometry (PIL), so the way back is
+            # align_corners=False; True would shift boundaries by up to half an input pixel.
+            up = F.interpolate(pi[None], size=im.shape[:2], mode="bilinear", align_corners=False)
+            q = up[0].cpu().numpy()
+            if self.temperature != 1.0:
+                q = sharpen(q, self.temperature, axis=0)
+            if self.method == "ce":
+                q = backward_correct(q, self.t_c)
+            out.append(q.astype(np.float32))
         return out
 
-    def clean_frame(self, index: int, frame_id: str, probs: np.ndarray,
-                    given: np.ndarray) -> CleaningResult:  # fmt: skip
-        """Proposed mask, regions and scores from probabilities [K,H,W] and the given mask."""
-        pred = probs.argmax(0).astype(np.uint8)
-        conf = probs.max(0).astype(np.float32)
+    def clean_frame(self, index: int, frame_id: str, probs: np.ndarray, given: np.ndarray,
+                    neighbours: np.ndarray | None = None) -> CleaningResult:  # fmt: skip
+        """Proposed mask, regions and scores from q [K,H,W] and the given mask [H,W];
+        ``neighbours`` [K,H,W] is the mean q of the neighbouring frames, if any."""
+        k = probs.shape[0]
         valid = given != self.ignore_index
-        sure = conf >= self.thresholds[pred]
-        change = valid & (pred != given) & sure
-        proposed = np.where(change, pred, given).astype(np.uint8)
-        regions = label_regions(change, connectivity=2).astype(np.int32)
-        info = []
-        if regions.max():
-            from scipy import ndimage as ndi
-
-            for lab, sl in enumerate(ndi.find_objects(regions), start=1):
-                if sl is None:
-                    continue
-                sel = regions[sl] == lab
-                info.append(Region(
-                    lab, int(sel.sum()), float(conf[sl][sel].mean()),
-                    int(np.bincount(given[sl][sel]).argmax()),
-                    int(np.bincount(pred[sl][sel]).argmax()),
-                    (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
-                ))  # fmt: skip
-        g = np.where(valid, given, 0).astype(np.intp)
-        p_given = np.take_along_axis(probs, g[None], 0)[0]
         n_valid = max(int(valid.sum()), 1)
+        given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
+        cap = int(np.ceil(self.noise_rate * n_valid))
+        rule = propose(probs, given_k, self.t_c, max_changed=cap, settings=self.settings,
+                       q_neighbours=neighbours)  # fmt: skip
+        proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
+        regions, info = rule.regions, rule.info
+        if self.weak_reason is not None:
+            proposed, regions, info = given.copy(), np.zeros_like(regions), []
+        changed = int((proposed != given).sum())
         return CleaningResult(
-            index, frame_id, pred, conf, proposed, regions, info,
-            noise_score=float((1 - p_given)[valid].sum() / n_valid),
-            changed_fraction=float(change.sum() / n_valid),
+            index, frame_id, probs.argmax(0).astype(np.uint8), probs.max(0).astype(np.float32),
+            proposed, regions, info,
+            noise_score=float(rule.p_wrong[valid].sum() / n_valid),
+            changed_fraction=changed / n_valid,
         )  # fmt: skip
 
     @torch.no_grad()
@@ -143,26 +160,93 @@ class Cleaner:
         return up[0, 0].cpu().numpy().astype(np.float32)
 
 
+def _with_probs(dataset: Sequence, cleaner: Cleaner, order: list[int], batch_size: int):
+    """(index, sample, q) per frame of ``order``, reading and predicting a batch at a time."""
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        samples = [dataset[i] for i in batch]
+        yield from zip(batch, samples, cleaner.probabilities([s.image for s in samples]))
+
+
+def _sequence_of(dataset: Sequence) -> dict[int, str]:
+    seqs = getattr(dataset, "sequences", None)
+    if not callable(seqs):
+        return {}
+    return {i: name for name, idx in seqs().items() for i in idx}
+
+
+def check_on_data(
+    dataset: Sequence, cleaner: Cleaner, order: Sequence[int], frames: int = 16
+) -> tuple[str | None, np.ndarray | None]:
+    """Look at up to ``frames`` of the frames to clean (evenly spaced) before cleaning.
+
+    Returns (why the model must not propose here, or None) and T_C [K,K] estimated on these
+    frames by the confident joint (None with too few pixels). For a model that never saw
+    these frames the guard is an honest test of transfer, and T says how noisy **these**
+    masks look, not the masks the model was trained on: clean masks give T near I.
+    """
+    from jcas_napari.core.transitions import confident_joint_estimate
+    from jcas_napari.core.validate import guard_scores
+
+    pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
+    qs, labels = [], []
+    for _, s, q in _with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
+        lab = s.mask[::4, ::4].ravel()
+        keep = lab != cleaner.ignore_index
+        qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
+        labels.append(lab[keep].astype(np.intp))
+    q, lab = np.concatenate(qs), np.concatenate(labels)
+    k = len(cleaner.class_names)
+    g = guard_scores(q @ cleaner.t_c.astype(np.float32), lab, k, cleaner.noisy_prior)
+    reason, t_here = None, (confident_joint_estimate(q, lab) if len(lab) else None)
+    if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
+        reason = (f"on these frames the model predicts the given labels no better than the "
+                  f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
+                  "it does not know this kind of image; fine-tune it on this data")  # fmt: skip
+    return reason, t_here
+
+
 def clean(
     dataset: Sequence,
     checkpoint: os.PathLike | str | dict | Cleaner,
     *,
-    threshold: float | None = None,
+    settings: RuleSettings | None = None,
     device: str = "auto",
     indices: Sequence[int] | None = None,
     batch_size: int = 4,
+    check_data: bool = True,
 ) -> Generator[CleaningResult, None, None]:
-    """Clean frames of ``dataset`` one batch at a time; yields a result per frame.
+    """Clean frames of ``dataset`` in order; yields a result per frame.
 
-    Frames are read lazily, so memory stays flat over any number of frames.
+    Frames are read lazily and only a window of three frames' probabilities is held, so
+    memory stays flat over any number of frames. Neighbouring frames of the same sequence
+    give the rule its temporal evidence. ``check_data`` runs ``data_guard`` first; a model
+    that fails either guard yields results with no proposals (``Cleaner.weak_reason``).
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
     cleaner = checkpoint if isinstance(checkpoint, Cleaner) else Cleaner(
-        checkpoint, num_classes, device, threshold)  # fmt: skip
+        checkpoint, num_classes, device, settings)  # fmt: skip
     order = list(range(len(dataset)) if indices is None else indices)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        samples = [dataset[i] for i in batch]
-        probs = cleaner.probabilities([s.image for s in samples])
-        for i, s, p in zip(batch, samples, probs):
-            yield cleaner.clean_frame(i, s.id, p, s.mask)
+    if check_data and order and cleaner.weak_reason is None:
+        cleaner.weak_reason, t_here = check_on_data(dataset, cleaner, order)
+        if t_here is not None:
+            cleaner.use_transition(t_here)
+    seq_of = _sequence_of(dataset)
+
+    def neighbour(cur, other) -> bool:
+        return (other is not None and abs(other[0] - cur[0]) == 1
+                and seq_of.get(other[0]) == seq_of.get(cur[0])
+                and other[2].shape == cur[2].shape)  # fmt: skip
+
+    prev = cur = None
+    for item in _chain(_with_probs(dataset, cleaner, order, batch_size)):
+        if cur is not None:
+            near = [x[2] for x in (prev, item) if neighbour(cur, x)]
+            nb = np.mean(near, axis=0) if near else None
+            yield cleaner.clean_frame(cur[0], cur[1].id, cur[2], cur[1].mask, nb)
+        prev, cur = cur, item
+
+
+def _chain(items):
+    yield from items
+    yield None

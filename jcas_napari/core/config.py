@@ -54,6 +54,8 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (the paper's) or adam (faster from random init)
     lr: float = 0.005  # backbone lr; the paper's 1e-4 assumes ImageNet-initialised weights
     t_lr: float = 0.01  # T_C and T_A: their own optimiser and lr
+    t_optimizer: str = "adam"  # adam (scale-free steps on W) or sgd (the paper's)
+    t_init: str = "anchor"  # anchor: T_C estimated from the warm-up model; paper: W = -2
     val_fraction: float = 0.25  # fraction of sequences held out for model selection
     flip: bool = True
     steps_per_epoch: int | None = None  # None: one pass over the training frames

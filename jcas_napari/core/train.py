@@ -35,15 +35,22 @@ from torch import nn
 
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import Config
-from jcas_napari.core.infer import predict, to_tensor
+from jcas_napari.core.infer import to_tensor
 from jcas_napari.core.losses import corrected_ce, jcas_loss
-from jcas_napari.core.metrics import confusion_matrix, dice_iou_from_confusion
 from jcas_napari.core.model import JCASNet, JCASOutput, build_model
-from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
+from jcas_napari.core.transitions import (
+    TransitionMatrix,
+    class_counts,
+    class_to_affinity,
+    clean_prior_from_noisy,
+    prior_from_counts,
+)
+from jcas_napari.core.validate import validate
 from jcas_napari.data.io import atomic_write_bytes, remove_stale_temp_files
 from jcas_napari.data.resize import resize_image, resize_mask
 
 SELECTION_METRIC = "val_noisy_acc"
+GUARD_KEYS = ("val_nll", "prior_nll", "val_gain", "temperature")
 METHODS = ("jcas", "ce", "volmin")
 
 # ----------------------------------------------------------------------------- steps
@@ -62,9 +69,40 @@ def make_optimiser(net: JCASNet, lr: float, kind: str = "sgd") -> torch.optim.Op
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
-def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float):
-    """The transition matrices' own SGD (momentum 0.9, no weight decay) at their own lr."""
-    return torch.optim.SGD([*t_c.parameters(), *t_a.parameters()], lr=lr, momentum=0.9)
+def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float,
+                     kind: str = "adam") -> torch.optim.Optimizer:  # fmt: skip
+    """The transition matrices' own optimiser (no weight decay) at their own lr.
+
+    Adam by default: the gradient reaching W is damped by sigmoid'(W) (0.10 at the paper's
+    W = -2) and by the pixel-mean losses, so SGD at the paper's lr moved W by well under
+    0.5 in a short run and T stayed at its start. Adam's steps do not depend on that scale.
+    """
+    params = [*t_c.parameters(), *t_a.parameters()]
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if kind != "sgd":
+        raise ValueError(f"unknown t_optimizer {kind!r}; choose adam or sgd")
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def start_transitions(
+    net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], k: int,
+    device: torch.device, noisy_prior: np.ndarray, ignore_index: int = 255,
+) -> tuple[TransitionMatrix, TransitionMatrix]:  # fmt: skip
+    """Fresh T_C [K,K] and T_A [2,2] for stage 2.
+
+    ``t_init: anchor`` starts T_C at the anchor-point estimate from the warm-up model's
+    noisy posterior on ``indices`` (held-out frames where there are any), and T_A at the
+    affinity transition that this T_C implies. ``paper`` starts both at W = -2.
+    """
+    if cfg.train.t_init == "paper":
+        return TransitionMatrix(k).to(device), TransitionMatrix(2).to(device)
+    if cfg.train.t_init != "anchor":
+        raise ValueError(f"unknown t_init {cfg.train.t_init!r}; choose anchor or paper")
+    t_est = validate(net, cfg, dataset, indices, k, device, ignore_index).t_anchor
+    prior = torch.tensor(clean_prior_from_noisy(noisy_prior, t_est))
+    t_a = class_to_affinity(torch.tensor(t_est), prior).numpy()
+    return TransitionMatrix(k, matrix=t_est).to(device), TransitionMatrix(2, matrix=t_a).to(device)
 
 
 def _forward(net: nn.Module, images: torch.Tensor, amp: bool, **kw) -> JCASOutput:
@@ -295,53 +333,6 @@ def _barrier() -> None:
         dist.barrier()
 
 
-@torch.no_grad()
-def validate(
-    net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], num_classes: int,
-    device: torch.device, ignore_index: int = 255, refine: bool = True,
-) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
-    """Agreement of DAR predictions with the noisy masks of ``indices`` (and with the clean
-    masks when present, for information). Also returns the per-class mean predicted
-    probability over pixels labelled with that class: the confident-learning thresholds.
-    """
-    net.eval()
-    size = (cfg.input.height, cfg.input.width)
-    cm_noisy = np.zeros((num_classes, num_classes), np.int64)
-    cm_clean = np.zeros_like(cm_noisy)
-    prob_sum, prob_n = np.zeros(num_classes), np.zeros(num_classes)
-    has_clean = True
-    for start in range(0, len(indices), 8):
-        batch = indices[start : start + 8]
-        x, y = load_batch(dataset, batch, size, device=device, ignore_index=ignore_index)
-        p = predict(net, x, cfg, refine=refine).cpu().numpy()
-        pred = p.argmax(1)
-        y = y.cpu().numpy()
-        cm_noisy += confusion_matrix(pred, y, num_classes, ignore_index)
-        for k in range(num_classes):
-            sel = y == k
-            prob_sum[k] += p[:, k][sel].sum()
-            prob_n[k] += sel.sum()
-        for j, i in enumerate(batch):
-            clean = dataset[i].clean
-            if clean is None:
-                has_clean = False
-            else:
-                cm_clean += confusion_matrix(pred[j], resize_mask(clean, size), num_classes,
-                                             ignore_index)  # fmt: skip
-    net.train()
-
-    def miou(cm: np.ndarray) -> float:
-        iou = dice_iou_from_confusion(cm)[1][1:]
-        return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
-
-    out = {"val_noisy_acc": float(np.trace(cm_noisy) / max(cm_noisy.sum(), 1)),
-           "val_noisy_miou": miou(cm_noisy)}  # fmt: skip
-    if has_clean and len(indices):
-        out["val_clean_miou"] = miou(cm_clean)
-    thresholds = np.where(prob_n > 0, prob_sum / np.maximum(prob_n, 1), 0.5)
-    return out, thresholds
-
-
 def _write_logs(run_dir: Path, history: list[dict]) -> None:
     keys: list[str] = []
     for row in history:
@@ -458,7 +449,7 @@ def train(
     best_score = {1: -1.0, 2: -1.0}
     start_epoch = 0
     opt = make_optimiser(net, tc_cfg.lr, tc_cfg.optimizer)
-    t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr)
+    t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr, tc_cfg.t_optimizer)
     if state is not None:
         start_epoch = int(state["epoch"]) + 1
         history = list(state["history"])
@@ -476,7 +467,7 @@ def train(
                     dist.all_reduce(p.grad)
                     p.grad /= world
 
-    def payload(epoch: int, stage: int, thresholds: np.ndarray | None) -> dict:
+    def payload(epoch: int, stage: int, check) -> dict:
         return {
             "config": config.to_dict(), "class_names": names, "ignore_index": ignore_index,
             "model": net.state_dict(), "t_c": t_c().detach().cpu(), "t_a": t_a().detach().cpu(),
@@ -485,7 +476,9 @@ def train(
             "generator": gen.get_state(), "epoch": epoch, "stage": stage, "seed": seed,
             "history": history, "best_score": {str(s): v for s, v in best_score.items()},
             "prior": prior.cpu(), "method": method,
-            "thresholds": torch.tensor(thresholds if thresholds is not None else [0.5] * k),
+            "thresholds": torch.tensor(check.thresholds if check else [0.5] * k),
+            "t_c_anchor": torch.tensor(check.t_anchor if check else np.eye(k)),
+            "guard": {key: check.metrics[key] for key in GUARD_KEYS} if check else {},
         }  # fmt: skip
 
     step = start_epoch * steps_per_epoch
@@ -500,9 +493,13 @@ def train(
             # Only when this run had a warm-up: a best.pt from an earlier run must not leak in.
             if tc_cfg.epochs_warmup > 0 and (ckpt_dir / "best.pt").exists():
                 net.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", k)["model"])
-            t_c, t_a = TransitionMatrix(k).to(dev), TransitionMatrix(2).to(dev)
+            if method == "ce":
+                t_c, t_a = TransitionMatrix(k).to(dev), TransitionMatrix(2).to(dev)
+            else:
+                t_c, t_a = start_transitions(net, config, dataset, val_idx or train_idx, k, dev,
+                                             prior.cpu().numpy(), ignore_index)  # fmt: skip
             opt = make_optimiser(net, tc_cfg.lr, tc_cfg.optimizer)
-            t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr)
+            t_opt = make_t_optimiser(t_c, t_a, tc_cfg.t_lr, tc_cfg.t_optimizer)
         stage_epochs = [e for e in range(len(epochs)) if epochs[e] == stage]
         stage_pos = (epoch - stage_epochs[0]) * steps_per_epoch
         stage_total = len(stage_epochs) * steps_per_epoch
@@ -559,10 +556,12 @@ def train(
             )  # fmt: skip
         tcm = t_c().detach().cpu().numpy() if stage == 2 else np.eye(k)
         tam = t_a().detach().cpu().numpy() if stage == 2 else np.eye(2)
-        val, thresholds = ({}, None)
+        val, check = {}, None
         if rank == 0 and val_idx:
-            val, thresholds = validate(net, config, dataset, val_idx, k, dev, ignore_index,
-                                       refine)  # fmt: skip
+            uses_t = stage == 2 and method != "ce"
+            check = validate(net, config, dataset, val_idx, k, dev, ignore_index, refine,
+                             tcm if uses_t else None, prior.cpu().numpy())  # fmt: skip
+            val = check.metrics
         row = {"epoch": epoch, "stage": stage, "lr": opt.param_groups[0]["lr"],
                **{k2: v / steps_per_epoch for k2, v in sums.items()}, **val,
                "t_c": tcm.tolist(), "t_a": tam.tolist()}  # fmt: skip
@@ -573,7 +572,7 @@ def train(
             if improved:
                 best_score[stage] = score
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            data = payload(epoch, stage, thresholds)
+            data = payload(epoch, stage, check)
             save_checkpoint(ckpt_dir / "last.pt", data)
             if improved:
                 save_checkpoint(ckpt_dir / "best.pt", data)
@@ -592,4 +591,5 @@ def train(
 
 __all__ = ["CheckpointError", "TrainEvent", "TrainResult", "train", "run_sync", "jcas_step",
            "ce_step", "make_optimiser", "make_t_optimiser", "split_by_sequence", "validate",
+           "start_transitions",
            "pick_device", "load_batch"]  # fmt: skip

@@ -16,12 +16,16 @@ class TransitionMatrix(nn.Module):
 
     ``W`` starts at ``init`` everywhere, so at init the diagonal dominates: for K=4 and
     init -2 the diagonal is 0.737 and the rest 0.088. Diagonal entries of W get no gradient.
+    ``matrix`` starts it at that T instead (a data-driven start, see ``anchor_estimate``).
     """
 
-    def __init__(self, num_states: int, init: float = -2.0):
+    def __init__(self, num_states: int, init: float = -2.0, matrix: np.ndarray | None = None):
         super().__init__()
         self.weight = nn.Parameter(torch.full((num_states, num_states), float(init)))
         self.register_buffer("eye", torch.eye(num_states), persistent=False)
+        if matrix is not None:
+            with torch.no_grad():
+                self.weight.copy_(torch.as_tensor(matrix_to_weight(matrix)))
 
     def forward(self) -> torch.Tensor:
         t = self.eye + torch.sigmoid(self.weight) * (1 - self.eye)
@@ -82,3 +86,92 @@ def class_prior(masks, num_classes: int, ignore_index: int = 255, eps: float = 1
 
 def prior_from_counts(counts: np.ndarray, eps: float = 1e-9) -> np.ndarray:
     return (counts + eps) / (counts.sum() + len(counts) * eps)
+
+
+def matrix_to_weight(t: np.ndarray, floor: float = 1e-3, ceil: float = 0.99) -> np.ndarray:
+    """The W [K,K] for which ``TransitionMatrix`` gives ``t`` [K,K] (as closely as it can).
+
+    Row i of T is (sigma(W_ij))_j / (1 + sum_j sigma(W_ij)) with a 1 on the diagonal, so
+    sigma(W_ij) = T_ij / T_ii. Ratios are clipped to [floor, ceil]: the parametrisation only
+    holds matrices whose diagonal dominates each row entry by entry.
+    """
+    t = np.asarray(t, np.float64)
+    ratio = np.clip(t / np.maximum(np.diag(t)[:, None], 1e-12), floor, ceil)
+    w = np.log(ratio) - np.log1p(-ratio)
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def anchor_estimate(
+    probs: np.ndarray, quantile: float = 0.9, min_pixels: int = 50
+) -> np.ndarray:
+    """Estimate T [K,K] from a model's **noisy** posterior on held-out pixels [N,K].
+
+    Anchor points (Patrini et al., 2017): where a pixel surely belongs to clean class i,
+    the noisy posterior is row i of T. Among the pixels whose argmax is i, those with p_i
+    at or above the ``quantile`` of p_i are taken as anchors of i, and row i is their mean
+    posterior. A class with fewer than ``min_pixels`` candidates keeps the identity row:
+    with no evidence, assume its labels are right (the conservative choice).
+    """
+    probs = np.asarray(probs, np.float64)
+    k = probs.shape[1]
+    t = np.eye(k)
+    arg = probs.argmax(1)
+    for i in range(k):
+        cand = probs[arg == i]
+        if len(cand) < min_pixels:
+            continue
+        anchors = cand[cand[:, i] >= np.quantile(cand[:, i], quantile)]
+        t[i] = anchors.mean(0)
+    return t / t.sum(1, keepdims=True)
+
+
+def clean_prior_from_noisy(noisy_prior: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Clean class prior [K] from the noisy one: pi_noisy = pi_clean T, solved and clipped."""
+    try:
+        p = np.linalg.solve(np.asarray(t, np.float64).T, np.asarray(noisy_prior, np.float64))
+    except np.linalg.LinAlgError:
+        p = np.asarray(noisy_prior, np.float64)
+    p = np.clip(p, 0, None)
+    return p / p.sum() if p.sum() > 0 else np.full(len(p), 1 / len(p))
+
+
+def noise_rate(t: np.ndarray, clean_prior: np.ndarray) -> float:
+    """Share of pixels whose label differs from the truth that T [K,K] and pi [K] imply."""
+    t = np.asarray(t, np.float64)
+    return float(np.clip(np.asarray(clean_prior) @ (1 - np.diag(t)), 0.0, 1.0))
+
+
+def backward_correct(noisy_probs: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Clean posterior [K,...] from a noisy posterior [K,...]: solve p_clean T = p_noisy,
+    clip at 0 and renormalise (backward correction, for models trained without T)."""
+    k = noisy_probs.shape[0]
+    inv = np.linalg.pinv(np.asarray(t, np.float64)).astype(np.float32)
+    flat = noisy_probs.reshape(k, -1)
+    p = np.clip(inv.T @ flat, 0, None)
+    p /= np.maximum(p.sum(0, keepdims=True), 1e-12)
+    return p.reshape(noisy_probs.shape).astype(np.float32)
+
+
+def confident_joint_estimate(
+    q: np.ndarray, labels: np.ndarray, min_pixels: int = 50
+) -> np.ndarray:
+    """T [K,K] from a model's clean-class probabilities q [N,K] and the given labels [N] of
+    the frames to clean (confident learning, Northcutt et al. 2021).
+
+    A pixel counts for (clean j, given l) when q_j reaches class j's threshold t_j (the mean
+    q_j over pixels labelled j) and j is its argmax. Row j is the distribution of the given
+    labels over the pixels confidently in j. Where the model errs, its errors count as
+    label noise here, which makes the estimate err towards more noise only where the model
+    is confidently wrong; a class with fewer than ``min_pixels`` keeps the identity row.
+    """
+    k = q.shape[1]
+    t = np.eye(k)
+    thr = np.array([q[labels == j, j].mean() if (labels == j).any() else 1.0 for j in range(k)])
+    arg = q.argmax(1)
+    sure = q[np.arange(len(q)), arg] >= thr[arg]
+    for j in range(k):
+        sel = sure & (arg == j)
+        if sel.sum() >= min_pixels:
+            t[j] = np.bincount(labels[sel], minlength=k)[:k] / sel.sum()
+    return t

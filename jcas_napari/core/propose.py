@@ -1,0 +1,144 @@
+"""The proposal rule: which pixels of a given mask to change, to what, and in what order.
+
+A model gives q [K,H,W], its estimate of the **clean** class of each pixel, and T_C [K,K],
+its estimate of how labels get corrupted (``T[i, j] = P(noisy j | clean i)``). Bayes' rule
+gives the posterior of the clean class given the label the annotator drew:
+
+    P(clean = j | given = l, x) = q_j T[j, l] / sum_k q_k T[k, l]
+
+The label itself is evidence: where T says labels of class l are rarely wrong
+(T[j, l] << T[l, l]), only a very sure model overturns it. On clean data T is close to
+the identity and nothing changes; under heavy noise the label counts for little.
+
+A pixel is a candidate when its most probable clean class j differs from the label and
+P(clean = j | given, x) >= ``min_posterior`` (the label is more likely wrong than right).
+With ``q_neighbours`` (the mean q of the neighbouring video frames) the posterior is the
+smaller of the two: a change needs support in the frame and in its neighbours.
+Candidates are grouped into regions per target class, after joining fragments closer than
+``merge_radius``; regions under ``min_area`` are dropped. Each region scores the mean
+posterior of its target class, the probability that accepting it is right. Regions are
+accepted best first while the changed pixels stay within the frame's share of the noise
+rate that T_C and the class prior imply (``max_changed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+@dataclass
+class Region:
+    """One connected region of proposed changes."""
+
+    label: int  # its id in the regions map; 1 is the best-scored region of the frame
+    area: int
+    score: float  # mean P(clean = to_class | given label, image) over the region
+    from_class: int  # the most common given class in the region
+    to_class: int  # the proposed class
+    bbox: tuple[int, int, int, int]  # y0, x0, y1, x1 (exclusive)
+
+
+@dataclass
+class RuleSettings:
+    """Knobs of the proposal rule (defaults: see docs/method.md; not tuned on benchmarks)."""
+
+    min_posterior: float = 0.5
+    min_area: int | None = None  # None: frame pixels / 4000, at least 9 (20 px at 256x320)
+    merge_radius: int = 2
+    temporal: bool = True
+
+
+@dataclass
+class Proposal:
+    """The rule's output for one frame; maps are (H,W)."""
+
+    proposed: np.ndarray  # uint8: the given mask with accepted regions replaced
+    regions: np.ndarray  # int32 region ids, 0 = unchanged, ranked by score
+    info: list[Region] = field(default_factory=list)
+    p_wrong: np.ndarray | None = None  # float32 P(given label is wrong | image)
+
+
+def label_posterior(q: np.ndarray, given: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """P(clean = j | given label, image) [K,H,W] from q [K,H,W], labels [H,W], T [K,K].
+
+    Ignored pixels (labels outside 0..K-1) get q itself.
+    """
+    k = q.shape[0]
+    t = np.asarray(t, np.float32)
+    ok = given < k
+    lab = np.where(ok, given, 0).astype(np.intp)
+    lik = t[:, lab]  # [K,H,W]: T[j, given]
+    post = q * lik
+    post /= np.maximum(post.sum(0, keepdims=True), 1e-12)
+    return np.where(ok[None], post, q).astype(np.float32)
+
+
+def default_min_area(shape: tuple[int, int]) -> int:
+    return max(9, int(round(shape[0] * shape[1] / 4000)))
+
+
+def _regions_of(cand: np.ndarray, target: np.ndarray, k: int, radius: int) -> list[np.ndarray]:
+    """Boolean masks of candidate regions, one target class each, fragments joined."""
+    out = []
+    struct = ndi.generate_binary_structure(2, 2)
+    for c in range(k):
+        sel = cand & (target == c)
+        if not sel.any():
+            continue
+        joined = ndi.binary_dilation(sel, struct, iterations=radius) if radius > 0 else sel
+        comp, n = ndi.label(joined, struct)
+        comp = np.where(sel, comp, 0)
+        for lab, sl in enumerate(ndi.find_objects(comp), start=1):
+            if sl is not None:
+                m = np.zeros(sel.shape, bool)
+                m[sl] = comp[sl] == lab
+                out.append(m)
+    return out
+
+
+def propose(
+    q: np.ndarray,
+    given: np.ndarray,
+    t: np.ndarray,
+    *,
+    max_changed: int | None = None,
+    settings: RuleSettings | None = None,
+    q_neighbours: np.ndarray | None = None,
+) -> Proposal:
+    """Apply the rule to one frame: q [K,H,W] clean-class probabilities, given [H,W] uint8
+    (values >= K are ignored pixels and never change), T [K,K]."""
+    s = settings or RuleSettings()
+    k = q.shape[0]
+    post = label_posterior(q, given, t)
+    if q_neighbours is not None and s.temporal:
+        post = np.minimum(post, label_posterior(q_neighbours, given, t))
+    valid = given < k
+    target = post.argmax(0)
+    p_target = np.take_along_axis(post, target[None], 0)[0]
+    lab = np.where(valid, given, 0).astype(np.intp)
+    p_wrong = np.where(valid, 1 - np.take_along_axis(post, lab[None], 0)[0], 0)
+    cand = valid & (target != given) & (p_target >= s.min_posterior)
+    min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
+    scored = []
+    for m in _regions_of(cand, target, k, s.merge_radius):
+        area = int(m.sum())
+        if area >= min_area:
+            scored.append((float(p_target[m].mean()), area, m))
+    scored.sort(key=lambda r: (-r[0], -r[1]))
+    budget = np.inf if max_changed is None else max_changed
+    proposed, regions, info = given.copy(), np.zeros(given.shape, np.int32), []
+    for score, area, m in scored:
+        if area > budget:
+            continue
+        budget -= area
+        lab_id = len(info) + 1
+        to = int(target[m][0])
+        ys, xs = np.nonzero(m)
+        box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+        info.append(Region(lab_id, area, score, int(np.bincount(given[m]).argmax()), to, box))
+        regions[m] = lab_id
+        proposed[m] = to
+    return Proposal(proposed.astype(np.uint8), regions, info, p_wrong.astype(np.float32))
