@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from jcas_napari.core.checkpoint import load_checkpoint
-from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
+from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.metrics import segmentation_scores
+from jcas_napari.core.pipeline import clean_models
 from jcas_napari.data.io import (
     MASK_SUFFIXES,
     ClassInfo,
@@ -162,28 +163,26 @@ def clean_to_folder(
     rows = []
     index = {f.id: i for i, f in enumerate(dataset.frames)}
     done = _finished_frames(out)
-    for ckpt, indices in models:
-        key = _model_key(ckpt)
-        todo = [i for i in (range(len(dataset)) if indices is None else indices)
-                if done.get(dataset.frames[i].id, {}).get("model") != key]  # fmt: skip
-        if not todo:
-            continue
-        settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
-        cleaner = Cleaner(ckpt, dataset.classes.num_classes, device, settings)
-        for r in clean(dataset, cleaner, indices=todo):
-            write_frame_outputs(out, r)
-            row = {"id": r.id, "noise_score": round(r.noise_score, 6),
-                   "changed_fraction": round(r.changed_fraction, 6),
-                   "regions": len(r.region_info)}  # fmt: skip
-            # Written last: a frame counts as done only once all its files are complete, and
-            # only for the same model (a rerun with another model redoes it).
-            sidecar = {**row, "model": key}
-            atomic_write_bytes(out / "scores" / f"{r.id}.json", json.dumps(sidecar).encode())
-            done[r.id] = sidecar
-            if progress:
-                progress(1)
-        if cleaner.weak_reason and notes is not None:
-            notes.append(f"{Path(ckpt).name}: no changes proposed: {cleaner.weak_reason}")
+    settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
+    keys = {str(ckpt): _model_key(ckpt) for ckpt, _ in models}
+
+    def finished(i: int, ckpt) -> bool:
+        return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
+
+    for r in clean_models(dataset, models, settings=settings, device=device, skip=finished,
+                          notes=notes):  # fmt: skip
+        write_frame_outputs(out, r)
+        row = {"id": r.id, "noise_score": round(r.noise_score, 6),
+               "changed_fraction": round(r.changed_fraction, 6),
+               "regions": len(r.region_info)}  # fmt: skip
+        # Written last: a frame counts as done only once all its files are complete, and
+        # only for the same model (a rerun with another model redoes it).
+        key = next(keys[str(c)] for c, idx in models if idx is None or r.index in idx)
+        sidecar = {**row, "model": key}
+        atomic_write_bytes(out / "scores" / f"{r.id}.json", json.dumps(sidecar).encode())
+        done[r.id] = sidecar
+        if progress:
+            progress(1)
     rows = [{k: v for k, v in done[f.id].items() if k != "model"}
             for f in dataset.frames if f.id in done]  # fmt: skip
     write_scores(out, rows)

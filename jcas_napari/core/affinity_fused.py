@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from jcas_napari.core.clamps import LOG_MIN, P_MAX
 from jcas_napari.core.dar import S_MIN, embed
-from jcas_napari.core.losses import LOG_MIN, P_MAX
 
 
 def _workspace(like: torch.Tensor, size: int) -> tuple[list, list]:

@@ -213,25 +213,30 @@ def clean(
     settings: RuleSettings | None = None,
     device: str = "auto",
     indices: Sequence[int] | None = None,
+    scope: Sequence[int] | None = None,
     batch_size: int = 4,
     check_data: bool = True,
 ) -> Generator[CleaningResult, None, None]:
-    """Clean frames of ``dataset`` in order; yields a result per frame.
+    """Clean frames ``indices`` of ``dataset`` (default: all) in order; yields one result each.
 
-    Frames are read lazily and only a window of three frames' probabilities is held, so
-    memory stays flat over any number of frames. Neighbouring frames of the same sequence
-    give the rule its temporal evidence. ``check_data`` runs ``data_guard`` first; a model
-    that fails either guard yields results with no proposals (``Cleaner.weak_reason``).
+    ``scope`` is every frame this model is responsible for (default: ``indices``); the
+    check on the data (``check_on_data``) and the temporal neighbours come from it, so a
+    resumed run that cleans only the remaining frames gives the same results. A model that
+    fails either guard yields results with no proposals (``Cleaner.weak_reason``).
+    Frames are read lazily and a window of three frames' probabilities is held.
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
     cleaner = checkpoint if isinstance(checkpoint, Cleaner) else Cleaner(
         checkpoint, num_classes, device, settings)  # fmt: skip
-    order = list(range(len(dataset)) if indices is None else indices)
-    if check_data and order and cleaner.weak_reason is None:
-        cleaner.weak_reason, t_here = check_on_data(dataset, cleaner, order)
+    wanted = list(range(len(dataset)) if indices is None else indices)
+    scope = sorted(set(wanted if scope is None else scope) | set(wanted))
+    if check_data and scope and cleaner.weak_reason is None:
+        cleaner.weak_reason, t_here = check_on_data(dataset, cleaner, scope)
         if t_here is not None:
             cleaner.use_transition(t_here)
     seq_of = _sequence_of(dataset)
+    in_scope, wanted_set = set(scope), set(wanted)
+    needed = sorted({j for i in wanted for j in (i - 1, i, i + 1) if j in in_scope})
 
     def neighbour(cur, other) -> bool:
         return (other is not None and abs(other[0] - cur[0]) == 1
@@ -239,8 +244,8 @@ def clean(
                 and other[2].shape == cur[2].shape)  # fmt: skip
 
     prev = cur = None
-    for item in _chain(_with_probs(dataset, cleaner, order, batch_size)):
-        if cur is not None:
+    for item in _chain(_with_probs(dataset, cleaner, needed, batch_size)):
+        if cur is not None and cur[0] in wanted_set:
             near = [x[2] for x in (prev, item) if neighbour(cur, x)]
             nb = np.mean(near, axis=0) if near else None
             yield cleaner.clean_frame(cur[0], cur[1].id, cur[2], cur[1].mask, nb)

@@ -9,14 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from jcas_napari.core.affinity_fused import fused_affinity_loss
+from jcas_napari.core.clamps import LOG_MIN, P_MAX, P_MIN
 from jcas_napari.core.config import LossWeights
 from jcas_napari.core.dar import S_MIN, dar, embed, to_grid
 from jcas_napari.core.model import JCASOutput
 from jcas_napari.core.transitions import class_to_affinity
-
-P_MIN = 1e-10
-P_MAX = 1 - 1e-7  # the largest float32 below 1 that log1p(-p) handles with a finite gradient
-LOG_MIN = -100.0  # torch's binary_cross_entropy clamps log terms at -100 too
 
 
 def corrected_ce(
@@ -73,6 +71,9 @@ def affinity_loss(
     """Corrected affinity BCE between ``(1-S) T_A[0,1] + S T_A[1,1]`` and the noisy
     label-equality matrix ``1[y_u = y_v]``, averaged over pairs of non-ignored pixels
     (self-pairs included). features [B,D,h,w]; labels, valid [B,N]. ``t_a=None``: T_A = I.
+
+    The reference form; training uses ``affinity_fused.fused_affinity_loss`` (the same
+    value and gradients, computed in one pass without recomputation).
 
     Never builds the N x N x 2 stack: rows of S are computed ``chunk`` at a time and, under
     autograd with N > chunk, recomputed in backward (activation checkpointing), so peak
@@ -132,7 +133,7 @@ def level_losses(
     both = up(torch.cat([refined, z], 0))
     seg = 2 * corrected_ce(both, torch.cat([target, target], 0), t_c, ignore_index)
     labels, valid = grid_labels(target, grid, ignore_index)
-    return seg, affinity_loss(f, labels, valid, t_a, chunk)
+    return seg, fused_affinity_loss(f, labels, valid, t_a, chunk)
 
 
 def jcas_loss(

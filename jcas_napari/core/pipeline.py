@@ -1,0 +1,118 @@
+"""The one cleaning pipeline: which models see which frames, then the proposals.
+
+The GUI and the CLI both call ``fit`` (train one model, or one per fold) and
+``clean_models`` (each model cleans the frames assigned to it). With K folds made of whole
+sequences, every frame is cleaned by a model that never trained on it (cross-fitting):
+a model that memorised a frame's noisy mask would confirm its mistakes. ``choose_folds``
+picks the default by dataset size: out-of-sample needs enough sequences that half of them
+still train a useful model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
+from jcas_napari.core.config import Config
+from jcas_napari.core.train import TrainEvent, TrainResult, fold_splits, train
+
+MIN_SEQUENCES_FOR_FOLDS = 4
+MIN_FRAMES_FOR_FOLDS = 32
+
+Models = list[tuple[Path, list[int] | None]]  # checkpoint, frames it cleans (None: all)
+
+
+def sequence_map(dataset: Sequence) -> dict[str, list[int]]:
+    seqs = getattr(dataset, "sequences", None)
+    return seqs() if callable(seqs) else {"": list(range(len(dataset)))}
+
+
+def choose_folds(dataset: Sequence, folds: int | None = None) -> int:
+    """``folds`` if given; else 2 (out-of-sample) with at least 4 sequences and 32 frames,
+    and 1 (in-sample: the model cleans the frames it trained on) below that."""
+    if folds is not None:
+        if folds < 1:
+            raise ValueError(f"folds must be at least 1, not {folds}")
+        return folds
+    big = (len(sequence_map(dataset)) >= MIN_SEQUENCES_FOR_FOLDS
+           and len(dataset) >= MIN_FRAMES_FOR_FOLDS)  # fmt: skip
+    return 2 if big else 1
+
+
+@dataclass
+class FitResult:
+    """The models of one ``fit`` and what each of them cleans."""
+
+    models: Models = field(default_factory=list)
+    runs: list[TrainResult] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def folds(self) -> int:
+        return len(self.models)
+
+
+def fit(
+    dataset: Sequence,
+    config: Config,
+    run_dir: os.PathLike | str,
+    *,
+    folds: int | None = None,
+    seed: int = 0,
+    **train_kw,
+) -> Generator[TrainEvent, None, FitResult]:
+    """Train the model(s) for cleaning; yields every TrainEvent, returns a FitResult.
+
+    One fold: ``run_dir`` is the run folder. K folds: ``run_dir/fold<k>`` each, trained
+    on the other folds' sequences. ``train_kw`` goes to ``core.train.train`` (device,
+    init_checkpoint, should_stop, resume, ...).
+    """
+    k = choose_folds(dataset, folds)
+    run_dir = Path(run_dir)
+    result = FitResult()
+    if k == 1:
+        plan = [(run_dir, None, None)]
+    else:
+        every = set(range(len(dataset)))
+        plan = [(run_dir / f"fold{f}", sorted(every - set(held)), held)
+                for f, held in enumerate(fold_splits(sequence_map(dataset), k, seed))]  # fmt: skip
+    for folder, train_idx, held in plan:
+        res = yield from train(dataset, config, folder, seed=seed, train_indices=train_idx,
+                               **train_kw)  # fmt: skip
+        result.runs.append(res)
+        if res.cancelled or res.best is None:
+            result.cancelled = True
+            return result
+        result.models.append((res.best, held))
+    return result
+
+
+def clean_models(
+    dataset: Sequence,
+    models: Models,
+    *,
+    settings: RuleSettings | None = None,
+    device: str = "auto",
+    skip: Callable[[int, Path], bool] | None = None,
+    notes: list[str] | None = None,
+) -> Generator[CleaningResult, None, None]:
+    """Each model cleans its frames (None: all); yields results model by model.
+
+    ``skip(index, checkpoint)`` leaves out frames already done (a resumed run); the
+    guard and the neighbours still see all of the model's frames, so results do not depend
+    on where a run was interrupted. Weak-model reasons are appended to ``notes``.
+    """
+    num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
+    for ckpt, indices in models:
+        scope = list(range(len(dataset))) if indices is None else list(indices)
+        todo = [i for i in scope if skip is None or not skip(i, ckpt)]
+        if not todo:
+            continue
+        cleaner = ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device,
+                                                                 settings)  # fmt: skip
+        yield from clean(dataset, cleaner, indices=todo, scope=scope)
+        if cleaner.weak_reason and notes is not None:
+            notes.append(f"{Path(str(ckpt)).name}: no changes proposed: {cleaner.weak_reason}")
