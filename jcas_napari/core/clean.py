@@ -99,9 +99,15 @@ class Cleaner:
         self.size = (self.cfg.input.height, self.cfg.input.width)
 
     def use_transition(self, t: np.ndarray) -> None:
-        """Use T_C [K,K] (e.g. estimated on the frames to clean) and the noise rate it implies."""
+        """Use T_C [K,K] estimated on the frames to clean.
+
+        The cap on changes becomes the smaller of the noise rates that this T and the
+        checkpoint's held-out T imply: both count the model's own confident errors as
+        label noise, so the smaller one is the safer bound (a model that saw clean masks
+        in training keeps a small cap on any data)."""
         self.t_c = np.asarray(t, np.float64)
-        self.noise_rate = noise_rate(self.t_c, clean_prior_from_noisy(self.noisy_prior, self.t_c))
+        here = noise_rate(self.t_c, clean_prior_from_noisy(self.noisy_prior, self.t_c))
+        self.noise_rate = min(self.noise_rate, here)
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Clean-class probabilities q [K,H,W] float32 for each RGB frame, at its size."""
