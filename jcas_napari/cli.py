@@ -137,17 +137,14 @@ def _init_distributed() -> None:
         dist.init_process_group(backend)
 
 
-def _train(dataset, cfg, run: Path, device: str, seed: int, resume: bool, init, train_indices=None,
-           desc: str = "train"):  # fmt: skip
-    """Run training with a progress bar (rank 0 only); returns the TrainResult."""
+def _drive(gen, desc: str = "train"):
+    """Run a training generator with a progress bar (rank 0 only); returns its result."""
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from jcas_napari.core.train import run_sync, train
+    from jcas_napari.core.train import run_sync
 
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    gen = train(dataset, cfg, run, device=device, seed=seed, resume=resume, init_checkpoint=init,
-                train_indices=train_indices)  # fmt: skip
     bar = tqdm(unit="step", desc=desc, disable=rank != 0)
 
     def show(ev) -> None:
@@ -168,6 +165,17 @@ def _train(dataset, cfg, run: Path, device: str, seed: int, resume: bool, init, 
         bar.close()
 
 
+def _init_path(init: str, config: str):
+    """--init: 'shipped' (default; for the small config), 'none', or a checkpoint path."""
+    from jcas_napari.assets import resolve_init
+
+    path = resolve_init(init, Path(config).stem if config.endswith(".yaml") else config)
+    if str(init) == "shipped" and path is None:
+        typer.echo(f"note: the shipped model is a 'small' model; config {config} starts "
+                   "from its own initialisation", err=True)  # fmt: skip
+    return path
+
+
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (images/, masks/)."),
@@ -178,16 +186,19 @@ def train_cmd(
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same model on CPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
-    init: Path = typer.Option(None, help="Start from this checkpoint's weights (fine-tune)."),
+    init: str = typer.Option("shipped", help="Start from: 'shipped' (the shipped model, "
+                             "default), 'none' (the config's own init), or a checkpoint path."),
 ) -> None:
     """Train JCAS on a dataset's noisy masks (stage 1 warm-up, stage 2 JCAS)."""
+    from jcas_napari.core.train import train
     from jcas_napari.data.io import open_dataset
 
     try:
         _init_distributed()
         ds = open_dataset(dataset)
         cfg = _config(config, epochs_warmup, epochs_jcas)
-        result = _train(ds, cfg, out, device, seed, resume, init)
+        result = _drive(train(ds, cfg, out, device=device, seed=seed, resume=resume,
+                              init_checkpoint=_init_path(init, config)))  # fmt: skip
     except _errors() as exc:
         _fail(str(exc))
     typer.echo(f"best model: {result.best}")
@@ -240,15 +251,16 @@ def run_cmd(
     config: str = typer.Option("small", help="small, deeplab-r101, or a .yaml path."),
     epochs_warmup: int = typer.Option(None, min=0),
     epochs_jcas: int = typer.Option(None, min=0),
-    folds: int = typer.Option(1, min=1, help="K > 1: train K models, clean each fold with the "
-                              "model that did not see it (out-of-sample)."),
+    folds: int = typer.Option(None, min=1, help="K > 1: train K models, clean each fold "
+                              "with the model that did not see it (out-of-sample). Default: 2 "
+                              "with at least 4 sequences and 32 frames, else 1 (in-sample)."),
     threshold: float = typer.Option(None, min=0.0, max=1.0),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
-    init: Path = typer.Option(None, help="Start from this checkpoint (e.g. the shipped model)."),
+    init: str = typer.Option("shipped", help="'shipped' (default), 'none', or a checkpoint."),
 ) -> None:
-    """Train, then clean, in one go."""
-    from jcas_napari.core.train import fold_splits
+    """Train, then clean, in one go (the same core pipeline as the napari plugin)."""
+    from jcas_napari.core.pipeline import choose_folds, fit
     from jcas_napari.data.io import open_dataset
     from jcas_napari.report import check_output_dir
 
@@ -256,16 +268,14 @@ def run_cmd(
         ds = open_dataset(dataset)
         check_output_dir(out, ds.root)
         cfg = _config(config, epochs_warmup, epochs_jcas)
-        if folds == 1:
-            res = _train(ds, cfg, out / "run", device, seed, False, init)
-            models = [(res.best, None)]
-        else:
-            models = []
-            for f, held in enumerate(fold_splits(ds.sequences(), folds, seed)):
-                rest = sorted(set(range(len(ds))) - set(held))
-                res = _train(ds, cfg, out / f"run_fold{f}", device, seed, False, init, rest,
-                             desc=f"train fold {f + 1}/{folds}")  # fmt: skip
-                models.append((res.best, held))
+        k = choose_folds(ds, folds)
+        typer.echo("cleaning out-of-sample: " + f"{k} folds by sequence" if k > 1 else
+                   "cleaning in-sample (too few sequences for folds; see --folds)")  # fmt: skip
+        fitted = _drive(fit(ds, cfg, out / "run", folds=k, seed=seed, device=device,
+                            init_checkpoint=_init_path(init, config)))  # fmt: skip
+        if fitted.cancelled:
+            _fail("training ended without a model")
+        models = fitted.models
         _clean_into(ds, models, out, threshold, device)
     except _errors() as exc:
         _fail(str(exc))

@@ -117,8 +117,8 @@ def test_cli_run_with_two_folds(trained, tmp_path):
     res = runner.invoke(app, ["run", str(ds.root), "--out", str(out), "--config", str(cfg),
                               "--folds", "2"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert (out / "run_fold0" / "checkpoints" / "best.pt").exists()
-    assert (out / "run_fold1" / "checkpoints" / "best.pt").exists()
+    assert (out / "run" / "fold0" / "checkpoints" / "best.pt").exists()
+    assert (out / "run" / "fold1" / "checkpoints" / "best.pt").exists()
     assert len(list((out / "masks").rglob("*.png"))) == len(ds)
 
 

@@ -141,13 +141,13 @@ def add_data(viewer, frames: int, seed: int = 0, root: str | None = None) -> Non
 
 def clean_with_fake_model(trainer, qtbot, monkeypatch, shift: int = 0) -> None:
     """Run the trainer's Clean (worker and slots as in use) with a fake model."""
-    import jcas_napari.core.clean as core_clean
+    import jcas_napari.core.pipeline as pipeline
 
     def fake_clean(ds, *_args, **_kwargs):
         for i in range(len(ds)):
             yield fake_result(i, ds[i].mask, shift)
 
-    monkeypatch.setattr(core_clean, "clean", fake_clean)
+    monkeypatch.setattr(pipeline, "clean_models", fake_clean)
     monkeypatch.setattr(trainer.session, "get_cleaner", lambda: None)
     trainer.clean()
     layers = trainer.viewer.layers

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from jcas_napari.assets import models_dir
+
 # Shipped configs live in the repository's models/ folder (installed with `pip -e`).
-CONFIG_DIRS = (Path(__file__).resolve().parents[2] / "models",)
+CONFIG_DIRS = (models_dir(),)
 
 
 @dataclass

@@ -115,4 +115,5 @@ def clean_models(
                                                                  settings)  # fmt: skip
         yield from clean(dataset, cleaner, indices=todo, scope=scope)
         if cleaner.weak_reason and notes is not None:
-            notes.append(f"{Path(str(ckpt)).name}: no changes proposed: {cleaner.weak_reason}")
+            name = Path(cleaner.source).name if cleaner.source else "the model"
+            notes.append(f"{name}: no changes proposed: {cleaner.weak_reason}")

@@ -25,6 +25,7 @@ class Session:
 
     def __init__(self) -> None:
         self.checkpoint: str | None = None
+        self.models: list = []  # (checkpoint, frame indices or None) from the last fit
         self.results: list = []
         self.source: ResultsSource | None = None  # the layers the results belong to
         self.cleaner = None  # a core.clean.Cleaner for the current checkpoint, made lazily

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
+from jcas_napari.assets import shipped_model
 from jcas_napari.napari import runtime
 from jcas_napari.napari.layers import (
     RESULT_LAYERS,
@@ -42,7 +43,7 @@ from jcas_napari.napari.plot import loss_plot_widget
 from jcas_napari.napari.provenance import ResultsSource
 from jcas_napari.napari.session import session_for
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "jcas-small-synthetic.pt"
+SHIPPED = shipped_model()
 MODEL_CHOICES = ("fine-tune shipped model", "fresh: small", "fresh: deeplab-r101",
                  "checkpoint file")  # fmt: skip
 
@@ -184,7 +185,7 @@ class TrainerWidget(QWidget):
         from napari.utils.notifications import show_error
 
         from jcas_napari.core.memory import release_freed_memory
-        from jcas_napari.core.train import train
+        from jcas_napari.core.pipeline import fit
 
         try:
             import torch
@@ -198,8 +199,9 @@ class TrainerWidget(QWidget):
             run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=self._run_root))
             self._stop.clear()
             runtime.freeze_long_lived()
-            gen = train(ds, cfg, run_dir, device=self.device_combo.currentText(),
-                        init_checkpoint=init, should_stop=self._stop.is_set)  # fmt: skip
+            # The same pipeline as `jcas run`: folds by sequence where the data allows it.
+            gen = fit(ds, cfg, run_dir, device=self.device_combo.currentText(),
+                      init_checkpoint=init, should_stop=self._stop.is_set)  # fmt: skip
         except (ValueError, KeyError) as exc:
             show_error(f"jcas-napari: {exc}")
             return
@@ -258,12 +260,13 @@ class TrainerWidget(QWidget):
             self.canvas.set_values(self._losses)
 
     def _on_trained(self, result) -> None:
-        if result is None or result.cancelled or result.best is None:
+        if result is None or result.cancelled or not result.models:
             self.status.setText("cancelled; the previous model is kept")
             return
-        self.session.checkpoint = str(result.best)
-        self.session.model_ready.emit(str(result.best))
-        self.status.setText(f"trained: {result.best}")
+        self.session.models = [(str(c), idx) for c, idx in result.models]
+        self.session.checkpoint = str(result.models[0][0])
+        self.session.model_ready.emit(self.session.checkpoint)
+        self.status.setText(f"trained: {self.session.checkpoint}")
         self.clean()
 
     def _on_error(self, exc) -> None:
@@ -290,7 +293,7 @@ class TrainerWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        from jcas_napari.core.clean import clean
+        from jcas_napari.core.pipeline import clean_models
 
         try:
             image, masks = self._selected_layers()
@@ -307,10 +310,14 @@ class TrainerWidget(QWidget):
         self._run_id += 1
         session = self.session
         runtime.freeze_long_lived()
+        self._notes: list[str] = []
+        notes = self._notes
+        models = session.models or [(session.checkpoint, None)]
 
         def run():
-            # Loading the model happens here, in the worker, not on the GUI thread.
-            yield from clean(ds, session.get_cleaner())
+            # Loading the model(s) happens here, in the worker, not on the GUI thread.
+            one = [(session.get_cleaner(), None)] if len(models) == 1 else models
+            yield from clean_models(ds, one, notes=notes)
 
         self.progress.setMaximum(len(ds))
         self.progress.setValue(0)
@@ -337,6 +344,11 @@ class TrainerWidget(QWidget):
             return
         self.show_results(results, class_info_of(self._source.mask_layer))
         self.status.setText(f"cleaned {len(results)} frames with {self.session.checkpoint}")
+        for note in self._notes:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"jcas-napari: {note}")
+            self.status.setText(note)
 
     def show_results(self, results, classes) -> None:
         """Add or refresh the corrected, changes and confidence layers and the score table."""
