@@ -11,18 +11,9 @@ import numpy as np
 
 from jcas_napari.data import synthetic, synthetic_b
 from jcas_napari.data.appearance import vary_sequence
-from jcas_napari.data.io import (
-    CLEAN_DIR,
-    IMAGES_DIR,
-    MASKS_DIR,
-    ClassInfo,
-    DatasetError,
-    frame_path,
-    write_image,
-    write_json,
-    write_mask,
-)  # fmt: skip
 from jcas_napari.data.noise import PRESETS, corrupt_sequence
+from jcas_napari.data.schema import CLEAN_DIR, IMAGES_DIR, MASKS_DIR, ClassInfo, DatasetError
+from jcas_napari.data.writers import frame_path, write_image, write_json, write_mask
 
 # Scene families: "a" = reddish tissue, circular view, smooth motion; "b" = pale fatty tissue,
 # rectangular view, jerky motion with zoom, smoke (for domain-shift tests).

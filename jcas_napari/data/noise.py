@@ -24,37 +24,63 @@ mix           per (segment, class) one of dilate/erode/affine/polygon          M
 
 Morphological kinds never take background as a source class: each foreground class is
 corrupted as a binary mask and pasted back in a seeded random order (later overwrite).
+
+The models live in :mod:`~jcas_napari.data.noise_flip` (pixel flips),
+:mod:`~jcas_napari.data.noise_shape` (per-component shape noise) and
+:mod:`~jcas_napari.data.noise_markov` (boundary walk); this module holds the kinds, the
+presets and the driver that draws parameters and applies them, and re-exports the models'
+public names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage import draw, measure, morphology
-from skimage.transform import AffineTransform, warp
 
 from jcas_napari import IGNORE_INDEX
-from jcas_napari.core.metrics import per_class_dice
+from jcas_napari.data.metrics import per_class_dice
+from jcas_napari.data.noise_flip import (
+    ASYMMETRIC50,
+    cyclic_matrix,
+    flip_pixels,
+    symmetric_matrix,
+)
+from jcas_napari.data.noise_markov import markov_binary
+from jcas_napari.data.noise_shape import (
+    affine_component,
+    components,
+    composite,
+    corrupt_binary,
+    fitted_ellipse,
+    polygon_component,
+)
+
+__all__ = [
+    "ASYMMETRIC50",
+    "KINDS",
+    "PRESETS",
+    "NoiseInfo",
+    "affine_component",
+    "apply_params",
+    "corrupt",
+    "corrupt_sequence",
+    "cyclic_matrix",
+    "draw_params",
+    "fitted_ellipse",
+    "flip_pixels",
+    "markov_binary",
+    "noise_info",
+    "polygon_component",
+    "symmetric_matrix",
+]
+
 
 KINDS = (
     "none", "symmetric", "asymmetric", "ellipse", "dilate", "erode",
     "affine", "polygon", "markov", "drop", "mix",
 )  # fmt: skip
-
-# Our reconstruction of JCAS "asymmetric50": about half the pixels flip, to class-dependent
-# targets. Applied to the EndoVis class prior (0.84, 0.089, 0.020, 0.051) it gives
-# (0.455, 0.194, 0.167, 0.185), within 0.005 of JCAS's published noisy fractions.
-ASYMMETRIC50 = np.array(
-    [
-        [0.50, 0.17, 0.15, 0.18],
-        [0.25, 0.50, 0.20, 0.05],
-        [0.10, 0.20, 0.50, 0.20],
-        [0.20, 0.05, 0.25, 0.50],
-    ]
-)
 
 # Named settings: kind, parameters, and the segment length range for sequences.
 PRESETS: dict[str, tuple[str, dict, tuple[int, int]]] = {
@@ -109,162 +135,6 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
-
-
-# ----------------------------------------------------------------------------- flips
-
-
-def symmetric_matrix(num_classes: int, rate: float) -> np.ndarray:
-    """K x K matrix with ``1 - rate`` on the diagonal and ``rate / (K - 1)`` elsewhere."""
-    t = np.full((num_classes, num_classes), rate / (num_classes - 1))
-    np.fill_diagonal(t, 1 - rate)
-    return t
-
-
-def cyclic_matrix(num_classes: int, rate: float) -> np.ndarray:
-    """Class k flips to k + 1 (mod K) with probability ``rate``."""
-    t = np.eye(num_classes) * (1 - rate)
-    t[np.arange(num_classes), (np.arange(num_classes) + 1) % num_classes] += rate
-    return t
-
-
-def flip_pixels(
-    mask: np.ndarray, matrix: np.ndarray, rng: np.random.Generator, ignore_index: int
-) -> np.ndarray:
-    """Resample each pixel's class from row ``matrix[class]`` (T[i, j] = P(noisy j | clean i))."""
-    k = matrix.shape[0]
-    cum = np.cumsum(matrix, axis=1)
-    cum[:, -1] = 1.0
-    u = rng.random(mask.shape)
-    valid = mask < k
-    out = mask.copy()
-    lab = mask[valid].astype(np.intp)
-    out[valid] = (u[valid][:, None] >= cum[lab]).sum(axis=1).astype(np.uint8)
-    return out
-
-
-# ----------------------------------------------------------------------------- per class
-
-
-def _disk(r: int) -> np.ndarray:
-    return morphology.disk(int(r)).astype(bool)
-
-
-def _composite(
-    mask: np.ndarray, binaries: dict[int, np.ndarray], order: list[int], ignore_index: int
-) -> np.ndarray:
-    """Paste per-class binary masks on background in ``order`` (later ones win)."""
-    out = np.zeros_like(mask)
-    for c in order:
-        if c in binaries:
-            out[binaries[c]] = c
-    out[mask == ignore_index] = ignore_index
-    return out
-
-
-def _components(binary: np.ndarray, min_area: int) -> Iterator[np.ndarray]:
-    """Connected components of ``binary`` with at least ``min_area`` pixels."""
-    lab, n = ndi.label(binary)
-    for i in range(1, n + 1):
-        comp = lab == i
-        if comp.sum() >= min_area:
-            yield comp
-
-
-def _per_component(binary: np.ndarray, min_area: int, fn: Callable[[np.ndarray], np.ndarray]):
-    """Apply ``fn`` to each component; components under ``min_area`` pass through unchanged."""
-    lab, n = ndi.label(binary)
-    out = np.zeros_like(binary)
-    for i in range(1, n + 1):
-        comp = lab == i
-        out |= fn(comp) if comp.sum() >= min_area else comp
-    return out
-
-
-def fitted_ellipse(comp: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """The ellipse with the same second moments as ``comp`` (H,W bool), axes times ``scale``."""
-    props = measure.regionprops(comp.astype(np.uint8))[0]
-    cy, cx = props.centroid
-    a = max(props.axis_major_length / 2 * scale, 1.0)
-    b = max(props.axis_minor_length / 2 * scale, 1.0)
-    # regionprops' orientation is the angle between the row axis and the major axis.
-    rr, cc = draw.ellipse(cy, cx, a, b, shape=comp.shape, rotation=props.orientation)
-    out = np.zeros_like(comp)
-    out[rr, cc] = True
-    return out
-
-
-def affine_component(comp: np.ndarray, angle: float, shift: tuple[float, float], scale: float):
-    """Rotate (degrees) and scale ``comp`` about its centroid, then shift by (dy, dx) px."""
-    if angle == 0 and shift == (0, 0) and scale == 1:
-        return comp.copy()
-    cy, cx = ndi.center_of_mass(comp)
-    to_origin = AffineTransform(translation=(-cx, -cy))
-    rot = AffineTransform(rotation=np.deg2rad(angle), scale=scale)
-    back = AffineTransform(translation=(cx + shift[1], cy + shift[0]))
-    forward = AffineTransform(matrix=back.params @ rot.params @ to_origin.params)
-    return warp(comp.astype(float), forward.inverse, order=0, preserve_range=True) > 0.5
-
-
-def polygon_component(
-    comp: np.ndarray, n_vertices: int, jitter: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Redraw ``comp`` as a polygon of ``n_vertices`` contour points, each jittered by up to
-    ``jitter`` times the component's bounding-box height and width."""
-    filled = ndi.binary_fill_holes(comp)
-    contours = measure.find_contours(np.pad(filled, 1).astype(float), 0.5)
-    contour = max(contours, key=len) - 1
-    seg = np.r_[0, np.cumsum(np.hypot(*np.diff(contour, axis=0).T))]
-    at = np.linspace(0, seg[-1], n_vertices, endpoint=False)
-    pts = np.stack([np.interp(at, seg, contour[:, 0]), np.interp(at, seg, contour[:, 1])], 1)
-    rows, cols = np.nonzero(filled)
-    box = np.array([np.ptp(rows) + 1, np.ptp(cols) + 1], float)
-    pts = pts + rng.uniform(-1, 1, pts.shape) * jitter * box
-    rr, cc = draw.polygon(pts[:, 0], pts[:, 1], shape=comp.shape)
-    out = np.zeros_like(comp)
-    out[rr, cc] = True
-    return out
-
-
-def _grow4(m: np.ndarray) -> np.ndarray:
-    g = m.copy()
-    g[1:] |= m[:-1]
-    g[:-1] |= m[1:]
-    g[:, 1:] |= m[:, :-1]
-    g[:, :-1] |= m[:, 1:]
-    return g
-
-
-def markov_binary(
-    binary: np.ndarray,
-    rng: np.random.Generator,
-    steps: int,
-    theta1: float,
-    theta2: float,
-    theta3: float,
-    blur: bool = True,
-) -> np.ndarray:
-    """Spatial Correction's Markov boundary noise on one binary mask.
-
-    ``steps`` times: with probability ``theta1`` take the outer ring (else the inner ring)
-    and flip each of its pixels with probability ``theta2``. Then flip every pixel with
-    probability ``theta3``, blur (5x5, sigma 2) and threshold at 0.5.
-    """
-    m = binary.copy()
-    if steps == 0 and theta3 == 0:
-        return m
-    for _ in range(steps):
-        if rng.random() < theta1:
-            ring = _grow4(m) & ~m
-        else:
-            ring = m & ~_grow4(~m)
-        idx = np.flatnonzero(ring)
-        m.flat[idx[rng.random(idx.size) < theta2]] ^= True
-    if theta3 > 0:
-        m ^= rng.random(m.shape) < theta3
-    if blur:
-        m = ndi.gaussian_filter(m.astype(np.float32), 2.0, truncate=1.0) > 0.5
-    return m
 
 
 # ----------------------------------------------------------------------------- draw/apply
@@ -360,12 +230,10 @@ def apply_params(
                              float(drawn["theta2"]), float(drawn["theta3"]))
             for c in _fg_classes(num_classes) if (mask == c).any()
         }  # fmt: skip
-        return _composite(mask, bins, rng.permutation(list(bins)).tolist(), ignore_index)
+        return composite(mask, bins, rng.permutation(list(bins)).tolist(), ignore_index)
     if kind == "drop":
         out = mask.copy()
-        comps = [
-            comp for c in _fg_classes(num_classes) for comp in _components(mask == c, min_area)
-        ]
+        comps = [comp for c in _fg_classes(num_classes) for comp in components(mask == c, min_area)]
         if comps and drawn["count"] > 0:
             for i in rng.choice(len(comps), size=min(drawn["count"], len(comps)), replace=False):
                 out[comps[i]] = 0
@@ -375,34 +243,9 @@ def apply_params(
         binary = mask == c
         if not binary.any():
             continue
-        sub_kind, sub = (drawn["choice"][c] if kind == "mix" else (kind, drawn))
-        bins[c] = _corrupt_binary(binary, sub_kind, sub, c, rng, min_area)
-    return _composite(mask, bins, drawn["order"], ignore_index)
-
-
-def _corrupt_binary(
-    binary: np.ndarray, kind: str, drawn: dict, c: int, rng: np.random.Generator, min_area: int
-) -> np.ndarray:
-    h, w = binary.shape
-    if kind == "dilate":
-        r = drawn["radius"][c]
-        return ndi.binary_dilation(binary, _disk(r)) if r > 0 else binary
-    if kind == "erode":
-        r = drawn["radius"][c]
-        return ndi.binary_erosion(binary, _disk(r)) if r > 0 else binary
-    if kind == "ellipse":
-        s = drawn["scale"][c]
-        return _per_component(binary, min_area, lambda comp: fitted_ellipse(comp, s))
-    if kind == "affine":
-        angle, ty, tx, scale = drawn["affine"][c]
-        shift = (ty * h, tx * w)
-        return _per_component(
-            binary, min_area, lambda comp: affine_component(comp, angle, shift, scale)
-        )
-    if kind == "polygon":
-        n, jit = drawn["vertices"][c], drawn["jitter"]
-        return _per_component(binary, min_area, lambda comp: polygon_component(comp, n, jit, rng))
-    raise ValueError(f"unknown per-class noise kind {kind!r}")
+        sub_kind, sub = drawn["choice"][c] if kind == "mix" else (kind, drawn)
+        bins[c] = corrupt_binary(binary, sub_kind, sub, c, rng, min_area)
+    return composite(mask, bins, drawn["order"], ignore_index)
 
 
 def noise_info(

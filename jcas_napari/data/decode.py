@@ -1,0 +1,142 @@
+"""Decoding single image and mask files into validated numpy arrays.
+
+Images become (H,W,3) uint8; masks become (H,W) uint8 class ids checked against a
+:class:`~jcas_napari.data.schema.ClassInfo`. Any decoding failure raises a one-line
+:class:`~jcas_napari.data.schema.DatasetError` naming the file. The header probes read
+shapes without decoding pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo, DatasetError
+
+
+def to_uint8_image(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise DatasetError(path, f"expected an RGB image (H,W,3), got shape {arr.shape}")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.uint16:
+        return (arr // 257).astype(np.uint8)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    raise DatasetError(path, f"unsupported image dtype {arr.dtype} (use uint8 or uint16)")
+
+
+_DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, IndexError, SyntaxError,
+                  KeyError, tifffile.TiffFileError)  # fmt: skip
+
+
+@contextmanager
+def _reading(path: Path, what: str = "file") -> Iterator[None]:
+    """Turn any decoding failure inside the block into a one-line DatasetError on ``path``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DatasetError(path, "file not found") from None
+    except _DECODE_ERRORS as exc:
+        raise DatasetError(
+            path, f"unreadable or corrupt {what} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _decode(path: Path, key: int | None) -> np.ndarray:
+    """Decode a PNG/JPEG/TIFF (page ``key`` of a stack) into a numpy array."""
+    with _reading(path):
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return tifffile.imread(path) if key is None else tifffile.imread(path, key=key)
+        with Image.open(path) as im:
+            return np.asarray(im)
+
+
+def read_image(path: os.PathLike | str, key: int | None = None) -> np.ndarray:
+    """Read an RGB image as (H,W,3) uint8. Grey images are repeated to 3 channels."""
+    path = Path(path)
+    return to_uint8_image(_decode(path, key), path)
+
+
+def mask_from_array(arr: np.ndarray, classes: ClassInfo, path: os.PathLike | str) -> np.ndarray:
+    """Turn a decoded mask into (H,W) uint8 class ids, or raise naming ``path``.
+
+    Accepts class-id masks of any integer dtype whose values fit (16-bit included) and,
+    when ``classes`` has a palette, RGB(A) colour masks.
+    """
+    path = Path(path)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        if classes.palette is None:
+            raise DatasetError(
+                path, "RGB mask but classes.json has no palette; save class ids or add a palette"
+            )
+        arr = _rgb_to_ids(arr[..., :3], classes, path)
+    if arr.ndim != 2:
+        raise DatasetError(path, f"expected a 2-D mask of class ids, got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DatasetError(path, f"mask dtype {arr.dtype} is not an integer type")
+    values = np.unique(arr)
+    known = (values >= 0) & ((values < classes.num_classes) | (values == classes.ignore_index))
+    bad = values[~known]
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:5])
+        raise DatasetError(
+            path,
+            f"unknown class id(s) {shown}: expected 0..{classes.num_classes - 1}"
+            f" or ignore {classes.ignore_index}",
+        )
+    return arr.astype(np.uint8, copy=False)
+
+
+def _rgb_to_ids(rgb: np.ndarray, classes: ClassInfo, path: Path) -> np.ndarray:
+    assert classes.palette is not None
+    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in classes.palette], dtype=np.int64)
+    order = np.argsort(keys)
+    pos = np.clip(np.searchsorted(keys[order], code), 0, len(keys) - 1)
+    found = keys[order][pos] == code
+    if not found.all():
+        c = int(code[~found].flat[0])
+        raise DatasetError(
+            path, f"colour ({c >> 16}, {(c >> 8) & 255}, {c & 255}) is not in the palette"
+        )
+    return order[pos].astype(np.uint8)
+
+
+def read_mask(
+    path: os.PathLike | str, classes: ClassInfo | None = None, key: int | None = None
+) -> np.ndarray:
+    """Read a class-id mask as (H,W) uint8, validated against ``classes``."""
+    path = Path(path)
+    return mask_from_array(_decode(path, key), classes or ClassInfo(), path)
+
+
+def read_header(path: Path) -> tuple[tuple[int, int], str]:
+    """(H, W) and a pixel-mode string, read without decoding the pixels."""
+    with _reading(path):
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tf:
+                shape = tuple(tf.series[0].shape)
+            if len(shape) == 2:
+                return (shape[0], shape[1]), "L"
+            if len(shape) == 3 and shape[2] in (3, 4):
+                return (shape[0], shape[1]), "RGB"
+            raise DatasetError(path, f"expected one image (H,W) or (H,W,3), got shape {shape}")
+        with Image.open(path) as im:
+            return (im.height, im.width), im.mode
+
+
+def read_stack_shape(path: Path) -> tuple[int, ...]:
+    with _reading(path, "TIFF"), tifffile.TiffFile(path) as tf:
+        return tuple(tf.series[0].shape)

@@ -1,0 +1,71 @@
+"""Filesystem helpers shared by the data and core layers: atomic writes, stale temp files.
+
+Writes go through a temporary file beside the target, ``fsync`` and ``os.replace``, so a
+killed writer never leaves a half-written file under the real name, only a hidden
+``.<name>.*.tmp`` that :func:`remove_stale_temp_files` clears. A user's masks (a dataset's
+``masks/`` folder or ``masks.tif``) are never overwritten. This module sits just above
+:mod:`jcas_napari.data.schema` (for the layout names and :class:`DatasetError`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from jcas_napari.data.schema import IMAGES_DIR, MASKS_DIR, STACK_FILES, DatasetError
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _is_user_mask_file(path: Path) -> bool:
+    """True if ``path`` lies in the ``masks/`` folder (or is ``masks.tif``) of a dataset."""
+    path = path.resolve()
+    if path.name == STACK_FILES["mask"]:
+        return True
+    for parent in path.parents:
+        if parent.name == MASKS_DIR and (parent.parent / IMAGES_DIR).is_dir():
+            return True
+    return False
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    Refuses (``DatasetError``) to replace an existing file in a dataset's ``masks/``, and any
+    existing file when ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists():
+        if _is_user_mask_file(path):
+            raise DatasetError(path, "refusing to overwrite a user's mask; write to a new folder")
+        if not overwrite:
+            raise DatasetError(path, "file exists; refusing to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates 0600 files; give outputs the usual permissions instead.
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temp_files(folder: os.PathLike | str) -> int:
+    """Delete the temporary files that a killed writer left below ``folder`` (the
+    ``.<name>.*.tmp`` files of :func:`atomic_write_bytes`); returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)

@@ -1,0 +1,134 @@
+"""Finding and opening a dataset on disk: layout detection, pairing and header checks.
+
+:func:`open_dataset` recognises the folder layout (``images/`` and ``masks/``, with or
+without sequence folders) and the TIFF-stack layout (``images.tif`` and ``masks.tif``),
+pairs every image with its mask and checks headers without decoding pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jcas_napari.data.dataset import Dataset, FrameRef
+from jcas_napari.data.decode import read_header, read_stack_shape
+from jcas_napari.data.schema import (
+    CLEAN_DIR,
+    IMAGE_SUFFIXES,
+    IMAGES_DIR,
+    MASK_SUFFIXES,
+    MASKS_DIR,
+    STACK_FILES,
+    ClassInfo,
+    DatasetError,
+)
+
+
+def index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Relative path without suffix -> file, for every image file below ``folder``.
+
+    Symlinked folders are not followed (a link loop must not hang or crash the scan);
+    hidden files are skipped.
+    """
+    out: dict[str, Path] = {}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / f for f in filenames]
+    for p in sorted(found):
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
+            key = p.relative_to(folder).with_suffix("").as_posix()
+            if key in out:
+                raise DatasetError(p, f"two files for frame {key!r}: also {out[key].name}")
+            out[key] = p
+    return out
+
+
+def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Dataset:
+    """Open and validate the structure of a dataset folder (no pixels are decoded).
+
+    Checks that every image has a mask and vice versa, and, with ``check_headers``, that
+    each file opens, masks are not colour without a palette, and shapes agree. Class ids
+    are checked when a frame is read (:meth:`Dataset.validate` reads them all).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(root, "dataset folder does not exist")
+    if not root.is_dir():
+        raise DatasetError(root, "not a folder; point to the dataset folder")
+    classes = ClassInfo.load(root / "classes.json")
+    if (root / STACK_FILES["image"]).exists():
+        ds = _open_stacks(root, classes)
+    elif (root / IMAGES_DIR).is_dir():
+        ds = _open_folders(root, classes)
+    else:
+        raise DatasetError(
+            root, "empty dataset: expected images/ and masks/ folders, or images.tif and masks.tif"
+        )
+    if check_headers and ds.layout != "stack":
+        for ref in ds.frames:
+            _check_frame_headers(ref, classes)
+    return ds
+
+
+def _open_folders(root: Path, classes: ClassInfo) -> Dataset:
+    images = index_folder(root / IMAGES_DIR, IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(root / IMAGES_DIR, "no images found (.png, .jpg, .tif)")
+    if not (root / MASKS_DIR).is_dir():
+        raise DatasetError(root / MASKS_DIR, "masks folder is missing")
+    masks = index_folder(root / MASKS_DIR, MASK_SUFFIXES)
+    clean = index_folder(root / CLEAN_DIR, MASK_SUFFIXES) if (root / CLEAN_DIR).is_dir() else {}
+    for key, path in images.items():
+        if key not in masks:
+            raise DatasetError(path, f"image has no mask (expected masks/{key}.png)")
+    for key, path in masks.items():
+        if key not in images:
+            raise DatasetError(path, f"mask has no image (expected images/{key}.png)")
+    if clean:
+        for key in images:
+            if key not in clean:
+                raise DatasetError(root / CLEAN_DIR, f"no clean mask for frame {key!r}")
+    frames = []
+    for key, path in images.items():
+        seq = key.rpartition("/")[0]
+        frames.append(FrameRef(key, seq, path, masks[key], clean.get(key)))
+    layout = "flat" if all(f.sequence == "" for f in frames) else "folders"
+    return Dataset(root, classes, frames, layout)
+
+
+def _check_frame_headers(ref: FrameRef, classes: ClassInfo) -> None:
+    img_shape, _ = read_header(ref.image)
+    for path in (ref.mask, ref.clean):
+        if path is None:
+            continue
+        shape, mode = read_header(path)
+        if mode in ("RGB", "RGBA") and classes.palette is None:
+            raise DatasetError(
+                path, "RGB mask but classes.json has no palette; save class ids or add a palette"
+            )
+        if shape != img_shape:
+            raise DatasetError(path, f"shape mismatch: mask {shape} vs image {img_shape}")
+
+
+def _open_stacks(root: Path, classes: ClassInfo) -> Dataset:
+    img_path = root / STACK_FILES["image"]
+    mask_path = root / STACK_FILES["mask"]
+    if not mask_path.exists():
+        raise DatasetError(mask_path, "images.tif has no masks.tif beside it")
+    ishape = read_stack_shape(img_path)
+    if len(ishape) != 4 or ishape[3] != 3:
+        raise DatasetError(img_path, f"expected a (T,H,W,3) RGB stack, got shape {ishape}")
+    clean_path = root / STACK_FILES["clean"]
+    paths = [mask_path] + ([clean_path] if clean_path.exists() else [])
+    for p in paths:
+        mshape = read_stack_shape(p)
+        if len(mshape) == 4 and mshape[3] in (3, 4) and classes.palette is None:
+            raise DatasetError(p, "RGB mask stack but classes.json has no palette")
+        if mshape[:3] != ishape[:3]:
+            raise DatasetError(p, f"shape mismatch: masks {mshape} vs images {ishape[:3]}")
+    clean = clean_path if clean_path.exists() else None
+    frames = [
+        FrameRef(f"{t:05d}", "", img_path, mask_path, clean, index=t) for t in range(ishape[0])
+    ]
+    return Dataset(root, classes, frames, "stack")
