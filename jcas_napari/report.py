@@ -75,6 +75,27 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _loss_plot(out: Path, history: list[dict]) -> None:
+    """OUT/report/losses.png: the training losses and the validation agreement per epoch."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    epochs = [h["epoch"] for h in history]
+    for key in ("total", "seg2", "aff1"):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], label=key)
+    if any("val_noisy_acc" in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [h.get("val_noisy_acc", np.nan) for h in history], "k--",
+                 label="val noisy acc")  # fmt: skip
+        ax2.set_ylabel("validation agreement", fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out / "report" / "losses.png")
+    plt.close(fig)
+
+
 def write_report(
     out: Path,
     checkpoint: dict,
@@ -101,21 +122,7 @@ def write_report(
 
     history = list(checkpoint.get("history", []))
     if history:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        epochs = [h["epoch"] for h in history]
-        for key in ("total", "seg2", "aff1"):
-            ax.plot(epochs, [h.get(key, np.nan) for h in history], label=key)
-        if any("val_noisy_acc" in h for h in history):
-            ax2 = ax.twinx()
-            ax2.plot(epochs, [h.get("val_noisy_acc", np.nan) for h in history], "k--",
-                     label="val noisy acc")  # fmt: skip
-            ax2.set_ylabel("validation agreement", fontsize=8)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _save(fig, out / "report" / "losses.png")
-        plt.close(fig)
+        _loss_plot(out, history)
 
     lines = ["# jcas clean report", "",
              f"{len(scores)} frames cleaned. Frames ranked by noise score are in `scores.csv`.",

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
+from jcas_napari.core.device import pick_device
 from jcas_napari.core.infer import predict, to_tensor
 from jcas_napari.core.propose import Region, RuleSettings, propose
-from jcas_napari.core.train import pick_device
 from jcas_napari.core.transitions import backward_correct, clean_prior_from_noisy, noise_rate
 from jcas_napari.core.validate import sharpen
 from jcas_napari.data.resize import resize_image

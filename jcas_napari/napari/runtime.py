@@ -10,15 +10,10 @@ import gc
 
 
 def available_devices() -> list[str]:
-    """'auto' plus the devices that really exist here."""
-    import torch
+    """'auto' plus the devices that really exist here (``core.device``, loaded lazily)."""
+    from jcas_napari.core.device import available_devices as devices
 
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
+    return devices()
 
 
 def preload_training_modules() -> None:

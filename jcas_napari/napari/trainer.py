@@ -1,9 +1,8 @@
 """JCAS trainer dock widget: fine-tune in a background worker, then clean.
 
-The worker runs the same generators as the CLI (core.train.train, core.clean.clean). Layers
-and widgets are touched only in the worker's ``yielded``/``returned`` slots, on the main
-thread. Cancel sets a flag that the training loop checks every step; the previous model
-stays in use.
+The worker runs the same core pipeline as ``jcas run`` (core.pipeline.fit, clean_models).
+Layers and widgets are touched only in the worker's slots, on the main thread. Cancel sets
+a flag that the training loop checks every step; the previous model stays in use.
 """
 
 from __future__ import annotations
