@@ -6,8 +6,7 @@ Shapes: B batch, C classes, D feature channels, (h, w) the affinity grid, N = h*
   [1e-10, 1]; ``S[b, u, v]`` is the affinity of grid pixels u and v.
 - ``refine(z, S) = z + 1/2 (A - Abar) z`` with ``A = S / rowsum(S)`` (aggregate evidence
   from similar pixels) and ``Abar = (1 - S) / rowsum(1 - S)`` (remove evidence from
-  dissimilar pixels). ``1 - S`` is never built: ``(1 - S) z = sum_v z_v - S z`` and
-  ``rowsum(1 - S) = N - rowsum(S)``.
+  dissimilar pixels). ``1 - S`` is built block by block (see ``_combine``).
 - ``refine_chunked(z, f)`` computes the same from the features, a block of rows of S at a
   time, for grids too large to hold S (memory O(chunk * N) instead of O(N^2)).
 """
@@ -40,20 +39,26 @@ def affinity(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(u, u.transpose(1, 2)).clamp(S_MIN, 1.0)
 
 
-def _combine(z: torch.Tensor, sz: torch.Tensor, rows: torch.Tensor, total: torch.Tensor, n: int):
-    """z + 1/2 (Sz / r - (sum z - Sz) / (N - r)) for rows; z, sz [B,n',C], rows [B,n',1]."""
-    agg = sz / (rows + EPS)
-    # sum(z) - Sz cancels to rounding noise when every S is ~1; a denominator of 1e-9 (the
-    # official eps) would blow that noise up, so it is floored at 1e-6.
-    elim = (total - sz) / (n - rows + EPS).clamp(min=1e-6)
-    return z + 0.5 * (agg - elim)
+def _combine(z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z + 1/2 (S z / rowsum S - (1 - S) z / rowsum(1 - S)) for a block of rows.
+
+    z [B,N,C] (all pixels), s [B,n',N] (a block of rows of S); returns the aggregated and
+    the eliminated evidence, each [B,n',C]. 1 - S is
+    built per block: the algebraic shortcut (sum z - S z) / (N - rowsum S) cancels to
+    rounding noise when a row of S is close to 1 and lost all float32 precision there.
+    """
+    d = 1.0 - s
+    agg = torch.bmm(s, z) / (s.sum(2, keepdim=True) + EPS)
+    elim = torch.bmm(d, z) / (d.sum(2, keepdim=True) + EPS)
+    return agg, elim
 
 
 def refine(logits: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """logits [B,C,h,w], S [B,N,N] -> DAR-refined logits [B,C,h,w]."""
     b, c, h, w = logits.shape
     z = logits.flatten(2).transpose(1, 2)  # [B,N,C]
-    out = _combine(z, torch.bmm(s, z), s.sum(2, keepdim=True), z.sum(1, keepdim=True), h * w)
+    agg, elim = _combine(z, s)
+    out = z + 0.5 * (agg - elim)
     return out.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -63,13 +68,11 @@ def refine_chunked(logits: torch.Tensor, features: torch.Tensor, chunk: int = 10
     n = h * w
     z = logits.flatten(2).transpose(1, 2)
     u = embed(features)
-    total = z.sum(1, keepdim=True)
     parts = []
     for start in range(0, n, chunk):
         s = torch.bmm(u[:, start : start + chunk], u.transpose(1, 2)).clamp(S_MIN, 1.0)
-        parts.append(
-            _combine(z[:, start : start + chunk], torch.bmm(s, z), s.sum(2, keepdim=True), total, n)
-        )
+        agg, elim = _combine(z, s)
+        parts.append(z[:, start : start + chunk] + 0.5 * (agg - elim))
     return torch.cat(parts, 1).transpose(1, 2).reshape(b, c, h, w)
 
 
