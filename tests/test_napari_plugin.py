@@ -310,7 +310,7 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     from jcas_napari.napari.review_widget import _canvas_px
 
     assert _canvas_px(viewer) is not None  # napari exposes the canvas size: clamping is on
-    cy, cx = viewer.camera.center[-2:]
+    cy, cx = viewer.scene.camera.center[-2:]
     assert 0 < cy < 128 and 0 < cx < 160
     assert abs(cy - first.centre[0]) < 64 and abs(cx - first.centre[1]) < 80
 

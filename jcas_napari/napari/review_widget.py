@@ -232,9 +232,9 @@ class ReviewWidget(QWidget):
         h, w = s.reviewed.shape[-2:]
         factor = min(2.5, max(1.0, 0.33 * max(h, w) / max(y1 - y0, x1 - x0, 8)))
         self._outline(ref)
-        zoom = self.viewer.camera.zoom * factor
-        self.viewer.camera.zoom = zoom
-        self.viewer.camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer),
+        zoom = self.viewer.scene.camera.zoom * factor
+        self.viewer.scene.camera.zoom = zoom
+        self.viewer.scene.camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer),
                                                    zoom)  # fmt: skip
 
     def _outline(self, ref) -> None:
