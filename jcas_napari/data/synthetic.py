@@ -244,12 +244,17 @@ def iter_sequence(
         yield (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), labels
 
 
+def stack_frames(frames) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask) pairs -> images (T,H,W,3) and masks (T,H,W), for either scene family."""
+    frames = list(frames)
+    return np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames])
+
+
 def make_sequence(
     n_frames: int, rng: np.random.Generator, size: tuple[int, int] = (256, 320), **kwargs
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacked :func:`iter_sequence`: images (T,H,W,3) uint8 and masks (T,H,W) uint8."""
-    frames = list(iter_sequence(n_frames, rng, size, **kwargs))
-    return np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames])
+    return stack_frames(iter_sequence(n_frames, rng, size, **kwargs))
 
 
 def make_frame(rng: np.random.Generator, size: tuple[int, int] = (256, 320), **kwargs):

@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from jcas_napari.data.appearance import motion_blur, smooth_noise
+from jcas_napari.data.synthetic import stack_frames
 
 SHAFT, WRIST, CLASPER = 1, 2, 3
 REF_SIZE = 256.0
@@ -385,5 +386,4 @@ def make_sequence(
     n_frames: int, rng: np.random.Generator, size: tuple[int, int] = (256, 320), **kwargs
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacked :func:`iter_sequence`: images (T,H,W,3) uint8 and masks (T,H,W) uint8."""
-    frames = list(iter_sequence(n_frames, rng, size, **kwargs))
-    return np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames])
+    return stack_frames(iter_sequence(n_frames, rng, size, **kwargs))
