@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from jcas_napari.cli_runs import Plan, Request
+    from jcas_napari.data.io import Dataset
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="jcas: clean noisy surgical-instrument segmentation masks with JCAS.",
@@ -14,19 +22,24 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Print a user error in one line and exit 2 (no traceback)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+MAX_SIDE = 8192  # a larger frame does not fit in memory for generation or training
 
 
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"size must look like 256x320 (HxW), got {text!r}") from None
+        raise ValueError(f"size must look like 256x320 (HxW), got {text!r}") from None
     if h < 32 or w < 32:
-        raise typer.BadParameter("size must be at least 32x32")
+        raise ValueError(f"size must be at least 32x32, got {text}")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ValueError(f"size {text} is too large: at most {MAX_SIDE} pixels per side")
     return h, w
 
 
@@ -67,8 +80,8 @@ def make_dataset_cmd(
     from jcas_napari.data.io import DatasetError
     from jcas_napari.data.make import check_out, make_dataset
 
-    hw = _parse_size(size)
     try:
+        hw = _parse_size(size)
         check_out(out, overwrite)
         with tqdm(total=sequences * frames, unit="frame", desc="make-dataset") as bar:
             make_dataset(
@@ -110,98 +123,91 @@ def _errors():
     return (DatasetError, CheckpointError, ValueError, OSError)
 
 
-def _config(config: str, epochs_warmup: int | None, epochs_jcas: int | None):
-    from jcas_napari.core.config import load_config
-
-    cfg = load_config(config)
-    if epochs_warmup is not None:
-        cfg.train.epochs_warmup = epochs_warmup
-    if epochs_jcas is not None:
-        cfg.train.epochs_jcas = epochs_jcas
-    return cfg
+def _note(text: str) -> None:
+    typer.echo(f"note: {text}", err=True)
 
 
-def _init_distributed() -> None:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    import os
+def _open_for_writing(req: Request) -> Dataset:
+    """Join torchrun's group, check --device, open the dataset and refuse an OUT that
+    overlaps it (resolved: symlinks and '..' included)."""
+    from jcas_napari.cli_runs import init_distributed
+    from jcas_napari.core.device import pick_device
+    from jcas_napari.data.io import open_dataset
+    from jcas_napari.report import check_output_dir
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+    init_distributed()
+    pick_device(req.device)  # an unknown device fails here, in one line
+    ds = open_dataset(req.dataset)
+    check_output_dir(req.out, ds.root)
+    return ds
 
 
-def _drive(gen, desc: str = "train"):
-    """Run a training generator with a progress bar (rank 0 only); returns its result."""
-    import torch.distributed as dist
-    from tqdm import tqdm
+def _planned(req: Request, ds: Dataset, resume: bool, overwrite: bool,
+             folds: int = 1) -> Plan:
+    """Every check before training; then (rank 0) drops what --overwrite replaces."""
+    from jcas_napari.cli_runs import plan_training
+    from jcas_napari.core import device as devices
 
-    from jcas_napari.core.train import run_sync
+    plan = plan_training(req, ds.classes.num_classes, resume=resume, overwrite=overwrite,
+                         folds=folds, say=_note)  # fmt: skip
+    if plan.discard and devices.rank() == 0:
+        for path in plan.discard:
+            path.unlink(missing_ok=True)
+    devices.barrier()
+    return plan
 
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    bar = tqdm(unit="step", desc=desc, disable=rank != 0)
 
-    def show(ev) -> None:
-        bar.total = ev.steps_total
-        if ev.kind == "step":
-            bar.n = ev.step
-            bar.set_postfix(stage=ev.stage, epoch=ev.epoch, loss=f"{ev.losses['total']:.3f}")
-        elif ev.kind == "message":
-            bar.write(f"note: {ev.val['message']}")
-        elif ev.val:
-            bar.write(f"epoch {ev.epoch} (stage {ev.stage}): " + ", ".join(
-                f"{k} {v:.3f}" for k, v in ev.val.items()))  # fmt: skip
-        bar.refresh()
+def _guarded(req: Request, work: Callable[[], T]) -> T:
+    """``work()``, with user errors as one line (exit 2) and Ctrl-C as the one line that
+    says how to resume (exit 130, the shell's code for SIGINT)."""
+    from jcas_napari.cli_runs import interrupted_line
+    from jcas_napari.core import device as devices
 
     try:
-        return run_sync(gen, show)
-    finally:
-        bar.close()
-
-
-def _init_path(init: str, config: str):
-    """--init: 'shipped' (default; for the small config), 'none', or a checkpoint path."""
-    from jcas_napari.assets import resolve_init
-
-    path = resolve_init(init, Path(config).stem if config.endswith(".yaml") else config)
-    if str(init) == "shipped" and path is None:
-        typer.echo(f"note: the shipped model is a 'small' model; config {config} starts "
-                   "from its own initialisation", err=True)  # fmt: skip
-    return path
+        return work()
+    except KeyboardInterrupt:
+        if devices.rank() == 0:
+            typer.secho(interrupted_line(req), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130) from None
+    except _errors() as exc:
+        _fail(str(exc))
 
 
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (images/, masks/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics."),
-    config: str = typer.Option("small", help="small, deeplab-r101, or a .yaml path."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics "
+                             "(outside DATASET)."),
+    config: str = typer.Option(None, help="small (default), deeplab-r101, or a .yaml path."),
     epochs_warmup: int = typer.Option(None, min=0, help="Stage-1 epochs (default: config)."),
     epochs_jcas: int = typer.Option(None, min=0, help="Stage-2 epochs (default: config)."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same model on CPU."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
-    init: str = typer.Option("shipped", help="Start from: 'shipped' (the shipped model, "
+    seed: int = typer.Option(None, help="Random seed (default 0); the same seed gives the "
+                             "same model on CPU."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from "
+                                "OUT/checkpoints/last.pt, with the config saved there."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the trained run "
+                                   "already in OUT (its checkpoints are deleted)."),
+    init: str = typer.Option(None, help="Start from: 'shipped' (the shipped model, "
                              "default), 'none' (the config's own init), or a checkpoint path."),
 ) -> None:
     """Train JCAS on a dataset's noisy masks (stage 1 warm-up, stage 2 JCAS)."""
-    from jcas_napari.core.train import train
-    from jcas_napari.data.io import open_dataset
+    from jcas_napari.cli_runs import Request
 
-    try:
-        _init_distributed()
-        ds = open_dataset(dataset)
-        cfg = _config(config, epochs_warmup, epochs_jcas)
-        result = _drive(train(ds, cfg, out, device=device, seed=seed, resume=resume,
-                              init_checkpoint=_init_path(init, config)))  # fmt: skip
-    except _errors() as exc:
-        _fail(str(exc))
+    req = Request("train", dataset, out, config, epochs_warmup, epochs_jcas, device, seed,
+                  init)  # fmt: skip
+    result = _guarded(req, lambda: _train(req, resume, overwrite))
     typer.echo(f"best model: {result.best}")
+
+
+def _train(req: Request, resume: bool, overwrite: bool):
+    from jcas_napari.cli_runs import drive
+    from jcas_napari.core.train import train
+
+    ds = _open_for_writing(req)
+    plan = _planned(req, ds, resume, overwrite)
+    return drive(train(ds, plan.config, req.out, device=req.device, seed=plan.seed,
+                        resume=resume, init_checkpoint=plan.init))  # fmt: skip
 
 
 def _clean_into(ds, models, out: Path, threshold, device) -> None:
@@ -233,10 +239,12 @@ def clean_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
+    from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
     from jcas_napari.report import check_output_dir
 
     try:
+        pick_device(device)  # an unknown device fails before any work, in one line
         ds = open_dataset(dataset)
         check_output_dir(out, ds.root)
         _clean_into(ds, [(model, None)], out, threshold, device)
@@ -247,8 +255,9 @@ def clean_cmd(
 @app.command("run")
 def run_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (never written to)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: runs/ and the cleaning."),
-    config: str = typer.Option("small", help="small, deeplab-r101, or a .yaml path."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: run/ and the cleaning "
+                             "(outside DATASET)."),
+    config: str = typer.Option(None, help="small (default), deeplab-r101, or a .yaml path."),
     epochs_warmup: int = typer.Option(None, min=0),
     epochs_jcas: int = typer.Option(None, min=0),
     folds: int = typer.Option(None, min=1, help="K > 1: train K models, clean each fold "
@@ -256,29 +265,35 @@ def run_cmd(
                               "with at least 4 sequences and 32 frames, else 1 (in-sample)."),
     threshold: float = typer.Option(None, min=0.0, max=1.0),
     device: str = typer.Option("auto"),
-    seed: int = typer.Option(0),
-    init: str = typer.Option("shipped", help="'shipped' (default), 'none', or a checkpoint."),
+    seed: int = typer.Option(None, help="Random seed (default 0)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the training in OUT/run "
+                                "(configs saved there), then finish the cleaning."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the trained run(s) "
+                                   "already in OUT/run (their checkpoints are deleted)."),
+    init: str = typer.Option(None, help="'shipped' (default), 'none', or a checkpoint."),
 ) -> None:
     """Train, then clean, in one go (the same core pipeline as the napari plugin)."""
-    from jcas_napari.core.pipeline import choose_folds, fit
-    from jcas_napari.data.io import open_dataset
-    from jcas_napari.report import check_output_dir
+    from jcas_napari.cli_runs import Request
 
-    try:
-        ds = open_dataset(dataset)
-        check_output_dir(out, ds.root)
-        cfg = _config(config, epochs_warmup, epochs_jcas)
-        k = choose_folds(ds, folds)
-        typer.echo("cleaning out-of-sample: " + f"{k} folds by sequence" if k > 1 else
-                   "cleaning in-sample (too few sequences for folds; see --folds)")  # fmt: skip
-        fitted = _drive(fit(ds, cfg, out / "run", folds=k, seed=seed, device=device,
-                            init_checkpoint=_init_path(init, config)))  # fmt: skip
-        if fitted.cancelled:
-            _fail("training ended without a model")
-        models = fitted.models
-        _clean_into(ds, models, out, threshold, device)
-    except _errors() as exc:
-        _fail(str(exc))
+    req = Request("run", dataset, out, config, epochs_warmup, epochs_jcas, device, seed, init,
+                  folds, threshold)  # fmt: skip
+    _guarded(req, lambda: _run(req, resume, overwrite))
+
+
+def _run(req: Request, resume: bool, overwrite: bool) -> None:
+    from jcas_napari.cli_runs import drive
+    from jcas_napari.core.pipeline import choose_folds, fit
+
+    ds = _open_for_writing(req)
+    k = choose_folds(ds, req.folds)
+    plan = _planned(req, ds, resume, overwrite, k)
+    typer.echo("cleaning out-of-sample: " + f"{k} folds by sequence" if k > 1 else
+               "cleaning in-sample (too few sequences for folds; see --folds)")  # fmt: skip
+    fitted = drive(fit(ds, plan.config, req.run_root, folds=k, seed=plan.seed,
+                        device=req.device, init_checkpoint=plan.init, resume=resume))  # fmt: skip
+    if fitted.cancelled:
+        _fail("training ended without a model")
+    _clean_into(ds, fitted.models, req.out, req.threshold, req.device)
 
 
 @app.command("evaluate")
@@ -320,7 +335,7 @@ def affinity_cmd(
 
     try:
         ds = open_dataset(dataset)
-        check_output_dir(out.parent, ds.root)
+        check_output_dir(out, ds.root)
         if frame not in ds.ids:
             raise ValueError(f"{dataset}: no frame {frame!r} (e.g. {ds.ids[0]!r})")
         s = ds[ds.ids.index(frame)]
@@ -346,6 +361,10 @@ def export_cmd(
     from jcas_napari.core.checkpoint import export_checkpoint
 
     try:
+        if Path(out).resolve() == Path(checkpoint).resolve():
+            # The training state (optimiser, position) would be lost: no --resume after.
+            raise ValueError(f"{out}: is the input checkpoint itself; write the export to "
+                             "another file")  # fmt: skip
         path = export_checkpoint(checkpoint, out, half=not fp32)
     except _errors() as exc:
         _fail(str(exc))

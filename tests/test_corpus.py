@@ -26,7 +26,7 @@ runner = CliRunner()
 
 
 def test_corpus_is_big_enough():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
 
 
 def tree_hash(path: Path) -> str:
@@ -41,10 +41,35 @@ def tree_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def inputs(case) -> list[Path]:
+    """Everything the command reads or must leave alone: dataset, checkpoint, output."""
+    paths = [case.path, case.model, case.out, *case.extra.get("inputs", ())]
+    return [Path(p) for p in paths if p is not None]
+
+
+def cli_args(case, command: str, tmp_path: Path) -> list[str]:
+    out = str(case.out or tmp_path / "out")
+    model = str(case.model or MODEL)
+    args = {
+        "train": ["train", str(case.path), "--out", str(case.out or tmp_path / "run"),
+                  "--epochs-warmup", "1", "--epochs-jcas", "0"],
+        "run": ["run", str(case.path), "--out", out, "--epochs-warmup", "1", "--epochs-jcas",
+                "0", "--init", "none"],
+        "clean": ["clean", str(case.path), "--model", model, "--out", out],
+        "affinity": ["affinity", str(case.path), "--model", model, "--frame", "f0", "--y", "0",
+                     "--x", "0", "--out", out],
+        "export": ["export", model, out],
+        "make-dataset": ["make-dataset", str(case.path), "--sequences", "1", "--frames", "1"],
+        "check": ["check", str(case.path)],
+        "evaluate": ["evaluate", str(case.path / "masks"), str(case.path / "masks")],
+    }[command]  # fmt: skip
+    return args + case.extra.get("args", [])  # options given twice: the last one counts
+
+
 @pytest.mark.parametrize("name, command", PARAMS, ids=[f"{n}-{c}" for n, c in PARAMS])
 def test_bad_input(name, command, tmp_path, monkeypatch):
     case = CASES[name]
-    before = tree_hash(case.path)
+    before = [(p.exists(), tree_hash(p)) for p in inputs(case)]
     if command == "reader":
         import napari.utils.notifications as notes
 
@@ -59,20 +84,12 @@ def test_bad_input(name, command, tmp_path, monkeypatch):
         assert reader(None) == [(None,)]
         assert len(seen) == 1 and case.expect in seen[0] and "\n" not in seen[0]
     else:
-        args = {
-            "train": ["train", str(case.path), "--out", str(tmp_path / "run"), "--epochs-warmup",
-                      "1", "--epochs-jcas", "0"],
-            "clean": ["clean", str(case.path), "--model", str(case.model or MODEL), "--out",
-                      str(case.out or tmp_path / "out")],
-            "check": ["check", str(case.path)],
-            "evaluate": ["evaluate", str(case.path / "masks"), str(case.path / "masks")],
-        }[command]  # fmt: skip
-        res = runner.invoke(app, args)
+        res = runner.invoke(app, cli_args(case, command, tmp_path))
         assert res.exit_code == 2, res.output
         errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and case.expect in errors[0], res.output
         assert "Traceback" not in res.output
-    assert tree_hash(case.path) == before
+    assert [(p.exists(), tree_hash(p)) for p in inputs(case)] == before
     assert not EVIL_MARK.exists()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -69,16 +70,65 @@ def load_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> 
             path, f"checkpoint has {k} classes {list(ckpt['class_names'])}, the dataset has "
             f"{num_classes}",
         )  # fmt: skip
-    return ckpt
+    loaded = LoadedCheckpoint(ckpt)
+    loaded.path = path
+    return loaded
 
 
-def model_from_checkpoint(ckpt: dict) -> tuple[JCASNet, Config]:
-    """Rebuild the network (weights loaded, eval mode) and its config from a checkpoint."""
-    cfg = Config.from_dict(ckpt["config"], "checkpoint config")
-    cfg.model.pretrained = None  # the weights come from the checkpoint
-    net = JCASNet(len(ckpt["class_names"]), cfg.model)
-    net.load_state_dict(ckpt["model"])
+class LoadedCheckpoint(dict):
+    """A loaded checkpoint that remembers its file, so later errors can name it."""
+
+    path: Path
+
+
+def model_from_checkpoint(
+    ckpt: dict, path: os.PathLike | str | None = None
+) -> tuple[JCASNet, Config]:
+    """Rebuild the network (weights loaded, eval mode) and its config from a checkpoint.
+
+    Raises :class:`CheckpointError` naming the file (``path``, else the file it was loaded
+    from) when the saved config is invalid or the weights do not fit the model it describes.
+    """
+    where = Path(path) if path is not None else getattr(ckpt, "path", Path("checkpoint"))
+    try:
+        cfg = Config.from_dict(ckpt["config"], "config")
+        cfg.model.pretrained = None  # the weights come from the checkpoint
+        net = JCASNet(len(ckpt["class_names"]), cfg.model)
+    except ValueError as exc:
+        raise CheckpointError(where, f"invalid saved config ({exc})") from None
+    try:
+        net.load_state_dict(ckpt["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(where, weights_mismatch(exc)) from None
     return net.eval(), cfg
+
+
+SIZE_MISMATCH = re.compile(r"size mismatch for ([\w.]+): copying a param with shape "
+                           r"torch.Size\((\[[^\]]*\])\) from checkpoint, the shape in "
+                           r"current model is torch.Size\((\[[^\]]*\])\)")  # fmt: skip
+
+
+def weights_mismatch(exc: Exception) -> str:
+    """One line for load_state_dict's error, which lists every differing tensor (161
+    lines for a width mismatch): how many differ and the first one."""
+    text = str(exc)
+    sizes = SIZE_MISMATCH.findall(text)
+    if sizes:
+        name, saved, wanted = sizes[0]
+        what = (f"{len(sizes)} tensors differ in shape, e.g. {name} is {saved} in the file "
+                f"but {wanted} in the model its config describes")  # fmt: skip
+    else:  # missing or unexpected keys: their list is one long line
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = (lines[1:] or lines or [type(exc).__name__])[0]
+        what = first if len(first) <= 160 else first[:157] + "..."
+    return (f"the weights do not fit the model its saved config describes ({what}); the "
+            "file was changed or assembled by hand")
+
+
+def check_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> Config:
+    """Load ``path`` and rebuild its model, so a bad file fails here with one clear
+    :class:`CheckpointError` and not later inside training; returns its config."""
+    return model_from_checkpoint(load_checkpoint(path, num_classes), path)[1]
 
 
 EXPORT_KEYS = ("config", "class_names", "ignore_index", "model", "t_c", "t_a", "thresholds",

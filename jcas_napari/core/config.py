@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from jcas_napari.assets import models_dir
+from jcas_napari.core.config_check import check_value
 
 # Shipped configs live in the repository's models/ folder (installed with `pip -e`).
 CONFIG_DIRS = (models_dir(),)
@@ -79,21 +80,34 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> Config:
-        kwargs = {}
+        """Build a config from plain data, checking every value's type and range.
+
+        Raises ``ValueError`` naming ``source`` (the file) and the key, e.g.
+        ``small.yaml: train.lr must be a number > 0, got 'abc'``.
+        """
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: a config must be a mapping of sections, got "
+                             f"{type(raw).__name__}")  # fmt: skip
         sections = {"model": ModelConfig, "input": InputConfig, "affinity": AffinityConfig,
                     "loss": LossWeights, "train": TrainConfig}  # fmt: skip
         unknown = set(raw) - set(sections) - {"name"}
         if unknown:
-            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}")
+            raise ValueError(f"{source}: unknown section(s) {sorted(unknown, key=str)}")
+        kwargs = {}
         for key, typ in sections.items():
             part = raw.get(key) or {}
+            if not isinstance(part, dict):
+                raise ValueError(f"{source}: '{key}' must be a mapping of settings, got "
+                                 f"{type(part).__name__}")  # fmt: skip
             names = {f.name for f in fields(typ)}
             bad = set(part) - names
             if bad:
-                raise ValueError(f"{source}: unknown key(s) {sorted(bad)} in '{key}'")
-            part = {k: tuple(v) if isinstance(v, list) else v for k, v in part.items()}
-            kwargs[key] = typ(**part)
-        return cls(name=str(raw.get("name", "custom")), **kwargs)
+                raise ValueError(f"{source}: unknown key(s) {sorted(bad, key=str)} in '{key}'")
+            kwargs[key] = typ(**{k: check_value(source, key, k, v) for k, v in part.items()})
+        name = raw.get("name", "custom")
+        if not isinstance(name, str | int | float) or isinstance(name, bool):
+            raise ValueError(f"{source}: name must be text, got {name!r}")
+        return cls(name=str(name), **kwargs)
 
 
 def available_configs() -> list[str]:

@@ -183,9 +183,186 @@ def build(root: Path) -> list[Case]:
     cases.append(Case("ckpt_missing", ok, "not found", ("clean",), model=root / "nope.pt"))
 
     # ---- outputs
-    cases.append(Case("output_inside_input", ok, "inside the input dataset", ("clean",),
+    cases.append(Case("output_inside_input", ok, "inside the input dataset", WRITERS,
                       model=MODEL, out=ok / "cleaned"))  # fmt: skip
+    cases += output_cases(root, ok)
+    cases += run_folder_cases(root, ok, ckpt)
+    cases += checkpoint_cases(root, ok, three, ckpt)
+    cases += config_cases(root, ok)
+    cases += option_cases(root, ok)
     return cases
+
+
+WRITERS = ("clean", "train", "run", "affinity")  # every command that writes next to a dataset
+
+
+def output_cases(root: Path, ok: Path) -> list[Case]:
+    """An output folder that overlaps the input dataset, however the path spells it."""
+    (root / "_link_to_good").symlink_to(ok, target_is_directory=True)
+    (root / "_elsewhere").mkdir()
+    parent = good(root / "_parent" / "ds")
+    return [
+        Case("output_is_input", ok, "output folder is inside the input dataset", WRITERS,
+             out=ok),
+        Case("output_inside_via_symlink", ok, "output folder is inside the input dataset",
+             WRITERS, out=root / "_link_to_good" / "x"),
+        Case("output_inside_via_dotdot", ok, "output folder is inside the input dataset",
+             ("clean", "train", "run"), out=root / "_elsewhere" / ".." / "_good" / "x"),
+        Case("output_contains_input", parent, "output folder contains the input dataset",
+             ("clean", "train", "run"), out=root / "_parent"),
+        Case("dataset_via_symlink_output_inside", root / "_link_to_good",
+             "output folder is inside the input dataset", ("clean", "train", "run"),
+             out=ok / "x"),
+    ]  # fmt: skip
+
+
+def _resumable(ckpt: dict) -> dict:
+    """A checkpoint with a training state (dummy values: the checks refuse before use)."""
+    config = json.loads(json.dumps(ckpt["config"]))
+    config["train"].update(epochs_warmup=3, epochs_jcas=5, lr=0.005)
+    return dict(ckpt, config=config, seed=0, epoch=0, history=[], optimiser={},
+                t_optimiser={}, t_c_state={}, t_a_state={}, generator=torch.zeros(1),
+                best_score={"1": -1.0, "2": -1.0})  # fmt: skip
+
+
+def _run_folder(folder: Path, payload: dict, name: str = "last.pt") -> Path:
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save(payload, folder / "checkpoints" / name)
+    return folder
+
+
+def run_folder_cases(root: Path, ok: Path, ckpt: dict) -> list[Case]:
+    """Training into a folder that holds a trained run, and --resume that cannot work."""
+    state = _resumable(ckpt)
+    trained = _run_folder(root / "_trained_run", state)
+    out = root / "_trained_out"
+    _run_folder(out / "run", state)
+    folds = root / "_trained_folds"
+    _run_folder(folds / "run" / "fold1", state, "best.pt")
+    exported = _run_folder(root / "_exported_run", ckpt)
+    broken = json.loads(json.dumps(state["config"]))
+    broken["model"]["width"] = 64
+    mismatched = _run_folder(root / "_mismatched_run", dict(state, config=broken))
+    same = ["--epochs-warmup", "3", "--epochs-jcas", "5"]  # the saved run's epochs
+    tiny = root / "tiny_lr.yaml"
+    config = json.loads(json.dumps(state["config"]))
+    config["train"]["lr"] = 0.5
+    tiny.write_text(json.dumps(config))  # JSON is YAML
+
+    def c(name, expect, commands, out, *args, inputs=()):
+        return Case(name, ok, expect, commands, out=out,
+                    extra={"args": list(args), "inputs": inputs})  # fmt: skip
+
+    return [
+        c("train_into_trained_run", "last.pt: OUT already holds a trained run", ("train",),
+          trained),
+        c("run_into_trained_run", "last.pt: OUT already holds a trained run", ("run",), out),
+        c("run_into_trained_folds", "best.pt: OUT already holds a trained run", ("run",),
+          folds),
+        c("resume_nothing_saved", "nothing to resume", ("train", "run"), root / "_no_run",
+          "--resume"),
+        c("resume_and_overwrite", "choose one", ("train", "run"), trained, "--resume",
+          "--overwrite"),
+        c("resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("train",), trained,
+          "--resume"),
+        c("run_resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("run",), out,
+          "--resume"),
+        c("resume_other_seed", "--seed 9 (saved: 0)", ("train",), trained, "--resume",
+          "--seed", "9", *same),
+        c("resume_other_config", "train.lr 0.5 (saved: 0.005)", ("train",), trained,
+          "--resume", "--config", str(tiny), *same, inputs=(tiny,)),
+        c("run_resume_other_folds", "trained with one model", ("run",), out, "--resume",
+          "--folds", "2", *same),
+        c("resume_exported_model", "has no training state", ("train",), exported,
+          "--resume"),
+        c("resume_weights_mismatch", "last.pt: the weights do not fit", ("train",),
+          mismatched, "--resume"),
+    ]  # fmt: skip
+
+
+def checkpoint_cases(root: Path, ok: Path, three: Path, ckpt: dict) -> list[Case]:
+    """Checkpoints whose saved config is wrong, given to --model or --init."""
+    config = json.loads(json.dumps(ckpt["config"]))
+    config["model"]["width"] = 64
+    torch.save(dict(ckpt, config=config), root / "mismatched.pt")
+    config = json.loads(json.dumps(ckpt["config"]))
+    config["train"]["batch_size"] = 0
+    torch.save(dict(ckpt, config=config), root / "bad_config.pt")
+
+    def init(name, expect, model, data=ok):
+        return Case(name, data, expect, ("train", "run"), model=model,
+                    extra={"args": ["--init", str(model)]})  # fmt: skip
+
+    return [
+        Case("ckpt_weights_mismatch", ok, "mismatched.pt: the weights do not fit",
+             ("clean", "affinity"), model=root / "mismatched.pt"),
+        Case("ckpt_invalid_config", ok, "bad_config.pt: invalid saved config (config: "
+             "train.batch_size must be a whole number >= 1, got 0)", ("clean",),
+             model=root / "bad_config.pt"),
+        init("init_weights_mismatch", "mismatched.pt: the weights do not fit",
+             root / "mismatched.pt"),
+        init("init_missing", "nope_init.pt: checkpoint file not found", root / "nope_init.pt"),
+        init("init_other_class_count", "checkpoint has 4 classes", MODEL, three),
+    ]  # fmt: skip
+
+
+CONFIGS = {  # name: (YAML text, the error's text after "<file>: ")
+    "config_batch_size_zero": ("train: {batch_size: 0}",
+                               "train.batch_size must be a whole number >= 1, got 0"),
+    "config_lr_text": ("train: {lr: abc}", "train.lr must be a number > 0, got 'abc'"),
+    "config_lr_negative": ("train: {lr: -0.01}", "train.lr must be a number > 0, got -0.01"),
+    "config_epochs_negative": ("train: {epochs_jcas: -2}",
+                               "train.epochs_jcas must be a whole number >= 0, got -2"),
+    "config_grid_one_number": ("affinity: {grid: [16]}",
+                               "affinity.grid must be a list of 2 positive whole numbers"),
+    "config_unknown_optimizer": ("train: {optimizer: rmsprop}",
+                                 "train.optimizer must be one of sgd, adam, got 'rmsprop'"),
+    "config_unknown_key": ("train: {lr_typo: 0.1}", "unknown key(s) ['lr_typo'] in 'train'"),
+    "config_not_a_mapping": ("- 1\n- 2", "a config must be a mapping of sections"),
+    "config_bad_yaml": ("train: {lr: [", "cannot read config"),
+}  # fmt: skip
+
+
+def config_cases(root: Path, ok: Path) -> list[Case]:
+    """--config files with a wrong value: one line that names the file and the key."""
+    folder = root / "_configs"
+    folder.mkdir()
+    cases = []
+    for name, (text, expect) in CONFIGS.items():
+        path = folder / f"{name}.yaml"
+        path.write_text(text)
+        cases.append(Case(name, ok, f"{path.name}: {expect}", ("train", "run"),
+                          extra={"args": ["--config", str(path)], "inputs": (path,)}))
+    missing = folder / "missing.yaml"
+    cases.append(Case("config_missing_file", ok, "missing.yaml: cannot read config",
+                      ("train", "run"), extra={"args": ["--config", str(missing)]}))
+    return cases
+
+
+def option_cases(root: Path, ok: Path) -> list[Case]:
+    """Options that used to end in a traceback, and outputs that would replace an input."""
+    model = root / "export_me.pt"
+    shutil.copyfile(MODEL, model)
+    (root / "_sub").mkdir()
+    huge = ["--size", "100000x100000"]
+    return [
+        Case("flags_nothing_to_train", ok, "nothing to train", ("train", "run"),
+             extra={"args": ["--epochs-warmup", "0", "--epochs-jcas", "0"]}),
+        Case("device_unknown", ok, "unknown device 'gpu0'", ("train", "run", "clean"),
+             extra={"args": ["--device", "gpu0"]}),
+        Case("make_dataset_size_huge", root / "_huge", "at most 8192 pixels per side",
+             ("make-dataset",), extra={"args": huge}),
+        Case("make_dataset_size_too_small", root / "_small", "at least 32x32",
+             ("make-dataset",), extra={"args": ["--size", "16x16"]}),
+        Case("make_dataset_size_garbage", root / "_garbage", "must look like 256x320",
+             ("make-dataset",), extra={"args": ["--size", "big"]}),
+        Case("export_onto_itself", model, "export_me.pt: is the input checkpoint itself",
+             ("export",), model=model, out=model),
+        Case("export_onto_itself_via_dotdot", model, "is the input checkpoint itself",
+             ("export",), model=model, out=root / "_sub" / ".." / "export_me.pt"),
+        Case("export_missing_checkpoint", ok, "nope_export.pt: checkpoint file not found",
+             ("export",), model=root / "nope_export.pt", out=root / "_exported.pt"),
+    ]  # fmt: skip
 
 
 EVIL_MARK = Path("/tmp/jcas_corpus_evil_ran")
