@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: demo demo-headless test test-slow lint gui-deps clean
+.PHONY: demo demo-headless test test-slow lint gui-deps clean bench
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ demo: $(STAMP)
 demo-headless: $(STAMP)
 	$(VENV)/bin/jcas make-dataset $(DEMO)/dataset --sequences 3 --frames 8 --noise mix --seed 0 --overwrite
 	$(PY) examples/preview_dataset.py $(DEMO)/dataset --out $(DEMO)/preview.png
-	$(VENV)/bin/jcas run $(DEMO)/dataset --out $(DEMO)/cleaned --init models/jcas-small-synthetic.pt --epochs-warmup 0 --epochs-jcas 2
+	$(VENV)/bin/jcas run $(DEMO)/dataset --out $(DEMO)/cleaned --epochs-warmup 1 --epochs-jcas 2 --overwrite
 	$(VENV)/bin/jcas evaluate $(DEMO)/dataset/masks $(DEMO)/dataset/masks_clean > $(DEMO)/noisy_scores.json
 	$(VENV)/bin/jcas evaluate $(DEMO)/cleaned/masks $(DEMO)/dataset/masks_clean > $(DEMO)/cleaned_scores.json
 	@$(PY) -c "import json; n, c = (json.load(open('$(DEMO)/' + f + '_scores.json'))['dataset']['mean_dice'] for f in ('noisy', 'cleaned')); print(f'mean foreground Dice vs truth: given masks {n:.3f}, cleaned masks {c:.3f}')"
@@ -51,6 +51,14 @@ test-slow: $(STAMP) gui-deps
 	@# pytest exits 5 when no test is marked slow (none is at present)
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m slow; \
 	  rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests at present" && rc=0; exit $$rc
+
+# Benchmarks from a fresh clone: the bench extra (cleanlab), then each script, which
+# checks its own imports before any work. Results print to stdout; see benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) benchmarks/bench_quality.py --out benchmarks/quality.json
+	cd benchmarks && ../$(PY) bench_core.py --configs small deeplab-r101 --repeats 3
+	$(PY) benchmarks/bench_affinity.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check jcas_napari tests examples benchmarks
