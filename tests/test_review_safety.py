@@ -208,6 +208,8 @@ def test_review_refuses_results_when_the_masks_changed(viewer, qtbot, monkeypatc
     clean_with_fake_model(trainer, qtbot, monkeypatch)
     review.start()
     assert review.state is not None and review.state.order
+    # The counter names the change the user decides on (the fake's first region: 0 -> 1).
+    assert "background → shaft" in review.counter.text(), review.counter.text()
     review.do("accept")
     assert review.state.counts()["accepted"] == 1
 

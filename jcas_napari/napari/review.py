@@ -34,6 +34,8 @@ class RegionRef:
     label: int  # id in the frame's region map
     score: float
     bbox: tuple[int, int, int, int]  # y0, x0, y1, x1
+    from_class: int = -1  # the given class it replaces (most common), -1 if unknown
+    to_class: int = -1  # the proposed class
 
     @property
     def key(self) -> str:
@@ -63,7 +65,7 @@ class ReviewState:
     position: int = 0
     # Fingerprints of what the decisions are about ("data", "masks", "proposals").
     binding: dict[str, str] = field(default_factory=dict)
-    _undo: list[tuple[list[str], list[tuple[int, np.ndarray, np.ndarray]], int]] = field(
+    _undo: list[tuple[list[str], list[tuple[int, np.ndarray, np.ndarray]], int, dict]] = field(
         default_factory=list)  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -85,8 +87,8 @@ class ReviewState:
         proposed = np.stack([r.proposed for r in results])
         regions = np.stack([r.regions for r in results])
         frames = sorted(range(len(results)), key=lambda i: -results[i].noise_score)
-        order = [RegionRef(i, reg.label, reg.score, reg.bbox) for i in frames
-                 for reg in sorted(results[i].region_info, key=lambda g: -g.score)]  # fmt: skip
+        order = [RegionRef(i, g.label, g.score, g.bbox, g.from_class, g.to_class) for i in frames
+                 for g in sorted(results[i].region_info, key=lambda g: -g.score)]  # fmt: skip
         original = np.asarray(original).copy()
         binding = {"data": data_id, "masks": fingerprint(original),
                    "proposals": f"{fingerprint(proposed)}/{fingerprint(regions)}"}  # fmt: skip

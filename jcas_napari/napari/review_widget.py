@@ -220,8 +220,13 @@ class ReviewWidget(QWidget):
             self.counter.setText("no changes to review")
             return
         decision = s.decisions.get(ref.key, "undecided")
+        names = class_info_of(self._original_layer()).names
+        change = (f"{names[ref.from_class]} → {names[ref.to_class]}, "
+                  if 0 <= ref.from_class < len(names) and 0 <= ref.to_class < len(names)
+                  else "")  # fmt: skip
         self.counter.setText(
-            f"region {s.position + 1}/{c['regions']} (frame {ref.frame}, score {ref.score:.2f},"
+            f"region {s.position + 1}/{c['regions']} (frame {ref.frame}, {change}"
+            f"score {ref.score:.2f},"
             f" {decision}) · reviewed {c['reviewed']}, accepted {c['accepted']}, "
             f"rejected {c['rejected']}")  # fmt: skip
         if self.viewer.dims.ndim >= 3:
@@ -234,8 +239,8 @@ class ReviewWidget(QWidget):
         self._outline(ref)
         zoom = self.viewer.scene.camera.zoom * factor
         self.viewer.scene.camera.zoom = zoom
-        self.viewer.scene.camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer),
-                                                   zoom)  # fmt: skip
+        camera = self.viewer.scene.camera
+        camera.center = _centre_inside(ref.centre, (h, w), _canvas_px(self.viewer), zoom)
 
     def _outline(self, ref) -> None:
         """A yellow box just outside the current region, on its frame.
