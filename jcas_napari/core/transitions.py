@@ -35,7 +35,11 @@ class TransitionMatrix(nn.Module):
 def class_to_affinity(
     t_c: torch.Tensor, prior: torch.Tensor, code_order: bool = False
 ) -> torch.Tensor:
-    """The 2x2 affinity transition implied by T_C [K,K] and the clean class prior pi [K].
+    """The 2x2 affinity transition implied by T_C [K,K] and a class prior pi [K].
+
+    The derivation draws clean classes from pi; the official code (and stage-2 training
+    here) passes the **noisy** label prior, as only noisy labels are known. For a
+    class-symmetric T_C the prior cancels.
 
     Two pixels draw clean classes i, m independently from pi; each flips through T_C. With
     G = T_C T_C^T and a = sum pi_i^2:
@@ -80,7 +84,9 @@ def class_counts(masks, num_classes: int, ignore_index: int = 255) -> np.ndarray
 
 
 def class_prior(masks, num_classes: int, ignore_index: int = 255, eps: float = 1e-9):
-    """Class frequencies [K] (numpy float64) over an iterable of (H,W) integer masks."""
+    """Class frequencies [K] (numpy float64) over an iterable of (H,W) integer masks: the
+    **noisy** label prior when the masks are the user's (``clean_prior_from_noisy``
+    turns it into the clean one given T)."""
     return prior_from_counts(class_counts(masks, num_classes, ignore_index), eps)
 
 
