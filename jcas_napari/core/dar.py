@@ -39,17 +39,30 @@ def affinity(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(u, u.transpose(1, 2)).clamp(S_MIN, 1.0)
 
 
+NEAR_ONE = 0.01  # rows whose rowsum(1 - S) is under 1% of N get 1 - S built exactly
+
+
 def _combine(z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """z + 1/2 (S z / rowsum S - (1 - S) z / rowsum(1 - S)) for a block of rows.
+    """S z / rowsum S and (1 - S) z / rowsum(1 - S) for a block of rows.
 
     z [B,N,C] (all pixels), s [B,n',N] (a block of rows of S); returns the aggregated and
-    the eliminated evidence, each [B,n',C]. 1 - S is
-    built per block: the algebraic shortcut (sum z - S z) / (N - rowsum S) cancels to
-    rounding noise when a row of S is close to 1 and lost all float32 precision there.
+    the eliminated evidence, each [B,n',C]. ``(1 - S) z`` is computed as ``sum z - S z``
+    (no second N x N product), except for rows where rowsum(1 - S) is tiny: there that
+    difference cancels to rounding noise, which lost all float32 precision, so those rows
+    build 1 - S exactly.
     """
-    d = 1.0 - s
-    agg = torch.bmm(s, z) / (s.sum(2, keepdim=True) + EPS)
-    elim = torch.bmm(d, z) / (d.sum(2, keepdim=True) + EPS)
+    n = z.shape[1]
+    sz = torch.bmm(s, z)
+    rows = s.sum(2, keepdim=True)
+    agg = sz / (rows + EPS)
+    rest = n - rows
+    elim = (z.sum(1, keepdim=True) - sz) / (rest + EPS).clamp(min=1e-6)
+    near = rest[..., 0] < NEAR_ONE * n  # [B,n']
+    if bool(near.any()):
+        bi, ri = near.nonzero(as_tuple=True)
+        d = 1.0 - s[bi, ri]  # [m,N]: only the rows that need it
+        exact = torch.bmm(d[:, None], z[bi])[:, 0] / (d.sum(1, keepdim=True) + EPS)
+        elim = elim.index_put((bi, ri), exact)
     return agg, elim
 
 
