@@ -177,22 +177,3 @@ def test_weak_model_proposes_nothing_and_says_why(tmp_path):
     results = list(clean(ds, cleaner))
     assert cleaner.weak_reason and "no better than the class frequencies" in cleaner.weak_reason
     assert all((r.proposed == ds[r.index].mask).all() and not r.region_info for r in results)
-
-
-def test_classes_without_skill_are_frozen(small_sequence):
-    """A model that knows the background but not the parts beats the class frequencies
-    overall; it must still never propose to or from a part it cannot recognise."""
-    from jcas_napari.core.validate import classes_without_skill
-
-    _, masks = small_sequence
-    m = masks[0]
-    q = np.full((4, *m.shape), 0.02, np.float32)
-    q[0] = 0.94  # background everywhere, the parts unknown
-    labels = m.ravel()
-    prior = np.bincount(labels, minlength=4) / labels.size
-    frozen = classes_without_skill(q.reshape(4, -1).T, labels, prior)
-    assert 0 not in frozen and {1, 2, 3} <= set(frozen)
-    t = symmetric_matrix(4, 0.3)
-    loose = propose(q, m, t, settings=RuleSettings(temporal=False))
-    safe = propose(q, m, t, settings=RuleSettings(temporal=False), frozen=tuple(frozen))
-    assert (loose.proposed != m).sum() > 0 and (safe.proposed == m).all()

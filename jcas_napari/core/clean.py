@@ -96,7 +96,6 @@ class Cleaner:
         self.noisy_prior = noisy_prior
         self.noise_rate = noise_rate(self.t_c, clean_prior_from_noisy(noisy_prior, self.t_c))
         self.weak_reason = model_guard(ckpt)
-        self.frozen: tuple[int, ...] = ()  # classes it has no skill for (check_on_data)
         self.size = (self.cfg.input.height, self.cfg.input.width)
 
     def use_transition(self, t: np.ndarray) -> None:
@@ -138,7 +137,7 @@ class Cleaner:
         given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
         cap = int(np.ceil(self.noise_rate * n_valid))
         rule = propose(probs, given_k, self.t_c, max_changed=cap, settings=self.settings,
-                       q_neighbours=neighbours, frozen=self.frozen)  # fmt: skip
+                       q_neighbours=neighbours)  # fmt: skip
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
         if self.weak_reason is not None:
@@ -193,7 +192,7 @@ def check_on_data(
     masks look, not the masks the model was trained on: clean masks give T near I.
     """
     from jcas_napari.core.transitions import confident_joint_estimate
-    from jcas_napari.core.validate import classes_without_skill, guard_scores
+    from jcas_napari.core.validate import guard_scores
 
     pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
     qs, labels = [], []
@@ -204,12 +203,8 @@ def check_on_data(
         labels.append(lab[keep].astype(np.intp))
     q, lab = np.concatenate(qs), np.concatenate(labels)
     k = len(cleaner.class_names)
-    if not len(lab):
-        return None, None
-    noisy_q = q @ cleaner.t_c.astype(np.float32)
-    g = guard_scores(noisy_q, lab, k, cleaner.noisy_prior)
-    reason, t_here = None, confident_joint_estimate(q, lab)
-    cleaner.frozen = tuple(classes_without_skill(noisy_q, lab, cleaner.noisy_prior))
+    g = guard_scores(q @ cleaner.t_c.astype(np.float32), lab, k, cleaner.noisy_prior)
+    reason, t_here = None, (confident_joint_estimate(q, lab) if len(lab) else None)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         reason = (f"on these frames the model predicts the given labels no better than the "
                   f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "

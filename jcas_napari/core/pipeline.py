@@ -114,10 +114,6 @@ def clean_models(
         cleaner = ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device,
                                                                  settings)  # fmt: skip
         yield from clean(dataset, cleaner, indices=todo, scope=scope)
-        if cleaner.frozen and not cleaner.weak_reason and notes is not None:
-            names = ", ".join(cleaner.class_names[c] for c in cleaner.frozen)
-            notes.append(f"no changes to or from {names}: the model predicts these labels no "
-                         "better than their frequency does")  # fmt: skip
         if cleaner.weak_reason and notes is not None:
             name = Path(cleaner.source).name if cleaner.source else "the model"
             notes.append(f"{name}: no changes proposed: {cleaner.weak_reason}")

@@ -107,11 +107,9 @@ def propose(
     max_changed: int | None = None,
     settings: RuleSettings | None = None,
     q_neighbours: np.ndarray | None = None,
-    frozen: tuple[int, ...] = (),
 ) -> Proposal:
     """Apply the rule to one frame: q [K,H,W] clean-class probabilities, given [H,W] uint8
-    (values >= K are ignored pixels and never change), T [K,K]. Classes in ``frozen`` are
-    neither changed nor proposed (the model has no skill for them)."""
+    (values >= K are ignored pixels and never change), T [K,K]."""
     s = settings or RuleSettings()
     k = q.shape[0]
     post = label_posterior(q, given, t)
@@ -123,8 +121,6 @@ def propose(
     lab = np.where(valid, given, 0).astype(np.intp)
     p_wrong = np.where(valid, 1 - np.take_along_axis(post, lab[None], 0)[0], 0)
     cand = valid & (target != given) & (p_target >= s.min_posterior)
-    if frozen:
-        cand &= ~np.isin(given, frozen) & ~np.isin(target, frozen)
     min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
     scored = []
     for m in _regions_of(cand, target, k, s.merge_radius):

@@ -149,24 +149,3 @@ def guard_scores(
     nll = float(-np.log(np.maximum(p_lab, NLL_FLOOR)).mean())
     prior_nll = float(-np.log(np.maximum(np.asarray(prior)[labels], NLL_FLOOR)).mean())
     return {"val_nll": nll, "prior_nll": prior_nll, "val_gain": 1 - nll / max(prior_nll, 1e-12)}
-
-
-def classes_without_skill(
-    probs: np.ndarray, labels: np.ndarray, prior: np.ndarray, min_pixels: int = 50
-) -> list[int]:
-    """Classes whose labelled pixels the model predicts no better than the class prior.
-
-    For each class k with at least ``min_pixels`` labelled pixels: the mean log-likelihood
-    of label k under the model's noisy posterior ``probs`` [N,K] against log prior_k. A
-    model can beat the prior overall by knowing the background alone; it must not then
-    propose changes to or from a part it cannot recognise.
-    """
-    out = []
-    for k in range(probs.shape[1]):
-        sel = labels == k
-        if sel.sum() < min_pixels:
-            continue
-        model = np.log(np.maximum(probs[sel, k], NLL_FLOOR)).mean()
-        if model <= np.log(max(prior[k], NLL_FLOOR)):
-            out.append(k)
-    return out
