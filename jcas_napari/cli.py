@@ -113,6 +113,8 @@ def check_cmd(
         f"{dataset}: OK, {len(ds)} frames in {len(seqs)} sequence(s), layout {ds.layout}, "
         f"classes {list(ds.classes.names)}, clean masks: {'yes' if ds.has_clean else 'no'}"
     )
+    for line in getattr(ds, "skipped", ()):
+        typer.echo(line)
 
 
 def _errors():

@@ -9,7 +9,7 @@ memory (for example napari layers) the same interface. Open a dataset folder wit
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class Dataset(Sequence):
     classes: ClassInfo
     frames: list[FrameRef]
     layout: str
+    skipped: list[str] = field(default_factory=list)  # entries not read, and why
 
     def __len__(self) -> int:
         return len(self.frames)

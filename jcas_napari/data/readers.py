@@ -24,16 +24,32 @@ from jcas_napari.data.schema import (
 )
 
 
-def index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+def index_folder(
+    folder: Path, suffixes: tuple[str, ...], skipped: list[str] | None = None
+) -> dict[str, Path]:
     """Relative path without suffix -> file, for every image file below ``folder``.
 
-    Symlinked folders are not followed (a link loop must not hang or crash the scan);
-    hidden files are skipped.
+    Symlinked folders are followed (sequences are often linked in from elsewhere), each
+    real folder once: a link back into a folder already scanned (a loop, or a second link
+    to the same sequence) is not entered, and is reported in ``skipped``, as are hidden
+    entries, so that nothing is left out silently.
     """
     out: dict[str, Path] = {}
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    claimed = {os.path.realpath(folder)}  # real folders scanned or about to be
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if d.startswith("."):
+                _note(skipped, full, "hidden folder")
+            elif real in claimed:
+                _note(skipped, full, f"links to {real}, which is read once")
+            else:
+                claimed.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         found += [Path(dirpath) / f for f in filenames]
     for p in sorted(found):
         if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
@@ -42,6 +58,11 @@ def index_folder(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
                 raise DatasetError(p, f"two files for frame {key!r}: also {out[key].name}")
             out[key] = p
     return out
+
+
+def _note(skipped: list[str] | None, path: str, why: str) -> None:
+    if skipped is not None:
+        skipped.append(f"{path}: skipped ({why})")
 
 
 def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Dataset:
@@ -72,13 +93,15 @@ def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Data
 
 
 def _open_folders(root: Path, classes: ClassInfo) -> Dataset:
-    images = index_folder(root / IMAGES_DIR, IMAGE_SUFFIXES)
+    skipped: list[str] = []
+    images = index_folder(root / IMAGES_DIR, IMAGE_SUFFIXES, skipped)
     if not images:
         raise DatasetError(root / IMAGES_DIR, "no images found (.png, .jpg, .tif)")
     if not (root / MASKS_DIR).is_dir():
         raise DatasetError(root / MASKS_DIR, "masks folder is missing")
-    masks = index_folder(root / MASKS_DIR, MASK_SUFFIXES)
-    clean = index_folder(root / CLEAN_DIR, MASK_SUFFIXES) if (root / CLEAN_DIR).is_dir() else {}
+    masks = index_folder(root / MASKS_DIR, MASK_SUFFIXES, skipped)
+    clean = (index_folder(root / CLEAN_DIR, MASK_SUFFIXES, skipped)
+             if (root / CLEAN_DIR).is_dir() else {})  # fmt: skip
     for key, path in images.items():
         if key not in masks:
             raise DatasetError(path, f"image has no mask (expected masks/{key}.png)")
@@ -94,7 +117,9 @@ def _open_folders(root: Path, classes: ClassInfo) -> Dataset:
         seq = key.rpartition("/")[0]
         frames.append(FrameRef(key, seq, path, masks[key], clean.get(key)))
     layout = "flat" if all(f.sequence == "" for f in frames) else "folders"
-    return Dataset(root, classes, frames, layout)
+    ds = Dataset(root, classes, frames, layout)
+    ds.skipped = skipped
+    return ds
 
 
 def _check_frame_headers(ref: FrameRef, classes: ClassInfo) -> None:
