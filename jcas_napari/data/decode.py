@@ -15,23 +15,37 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo, DatasetError
 
+TWELVE_BIT = 4095
 
-def to_uint8_image(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+
+def to_uint8_image(arr: np.ndarray, path: Path | str = "image") -> np.ndarray:
+    """Decoded pixels -> (H,W,3) uint8 (or (T,H,W,3) for a stack), the one conversion that
+    the file reader, the napari layer reader and the trainer's layers all use.
+
+    Grey is repeated to 3 channels and grey+alpha drops its alpha. 16-bit data is scaled
+    by its bit depth: values that never exceed 4095 are taken as 12-bit (common for
+    camera data in 16-bit containers, which dividing by 257 squashed to 0-15); otherwise
+    by 65535. Floats in [0, 1] are scaled by 255.
+    """
+    path = Path(path)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 2):
+        arr = np.repeat((arr if arr.ndim == 2 else arr[..., 0])[..., None], 3, axis=-1)
+    if arr.ndim not in (3, 4) or arr.shape[-1] not in (3, 4):
         raise DatasetError(path, f"expected an RGB image (H,W,3), got shape {arr.shape}")
     arr = arr[..., :3]
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.uint16:
-        return (arr // 257).astype(np.uint8)
+        top = TWELVE_BIT if int(arr.max(initial=0)) <= TWELVE_BIT else 65535
+        return (arr.astype(np.float32) * (255.0 / top) + 0.5).astype(np.uint8)
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating) and arr.size and 0 <= arr.min() and arr.max() <= 1:
+        return (arr * 255 + 0.5).astype(np.uint8)
     raise DatasetError(path, f"unsupported image dtype {arr.dtype} (use uint8 or uint16)")
 
 
@@ -62,9 +76,24 @@ def _decode(path: Path, key: int | None) -> np.ndarray:
 
 
 def read_image(path: os.PathLike | str, key: int | None = None) -> np.ndarray:
-    """Read an RGB image as (H,W,3) uint8. Grey images are repeated to 3 channels."""
+    """Read an RGB image as (H,W,3) uint8 (``to_uint8_image``).
+
+    Unlike masks, frames are decoded for their colours: EXIF orientation is applied,
+    palette ("P") frames are expanded to their colours, and CMYK JPEGs are converted to
+    RGB (their channels read raw look inverted).
+    """
     path = Path(path)
-    return to_uint8_image(_decode(path, key), path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return to_uint8_image(_decode(path, key), path)
+    with _reading(path):
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            elif im.mode == "LA":
+                im = im.convert("L")
+            arr = np.asarray(im)
+    return to_uint8_image(arr, path)
 
 
 def mask_from_array(arr: np.ndarray, classes: ClassInfo, path: os.PathLike | str) -> np.ndarray:

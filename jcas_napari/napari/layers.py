@@ -93,8 +93,11 @@ def as_frames(image: np.ndarray) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr[None]
     if arr.dtype != np.uint8:
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = ((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8)
+        from jcas_napari.data.decode import to_uint8_image
+
+        # The same conversion as the file reader: a frame gives the same model input
+        # whether it comes from a file or from a layer.
+        arr = to_uint8_image(arr, "image layer")
     return arr
 
 
