@@ -87,7 +87,8 @@ def read_image(path: os.PathLike | str, key: int | None = None) -> np.ndarray:
         return to_uint8_image(_decode(path, key), path)
     with _reading(path):
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+            if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when upright
+                im = ImageOps.exif_transpose(im)
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 im = im.convert("RGB")
             elif im.mode == "LA":
