@@ -237,13 +237,12 @@ def init_distributed() -> None:
 
 def drive(gen, desc: str = "train"):
     """Run a training generator with a progress bar (rank 0 only); returns its result."""
-    import torch.distributed as dist
     from tqdm import tqdm
 
+    from jcas_napari.core.device import rank
     from jcas_napari.core.train import run_sync
 
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    bar = tqdm(unit="step", desc=desc, disable=rank != 0)
+    bar = tqdm(unit="step", desc=desc, disable=rank() != 0)
 
     def show(ev) -> None:
         bar.total = ev.steps_total
