@@ -9,7 +9,8 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,12 @@ def clean_to_folder(
     Never writes into the dataset folder. Returns the score rows.
     """
     out = check_output_dir(out, dataset.root)
+    with output_lock(out):
+        return _clean_locked(dataset, models, out, threshold, device, progress, n_worst, notes)
+
+
+def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_worst, notes):
+    """``clean_to_folder`` while holding the output folder's lock."""
     remove_stale_temp_files(out)  # left by a run that was killed mid-write
     rows = []
     index = {f.id: i for i, f in enumerate(dataset.frames)}
@@ -213,12 +220,40 @@ def clean_to_folder(
 
 
 def _model_key(ckpt: os.PathLike | str) -> str:
-    """Identity of a checkpoint file: path, size and modification time."""
+    """Identity of a checkpoint: the SHA-256 of its bytes (a copy is the same model; a
+    retrained file at the same path is not)."""
+    import hashlib
+
     path = Path(ckpt)
     if not path.is_file():
         return "missing"  # loading it will raise the clear error
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (``out/.jcas.lock``) while cleaning into it: two
+    runs writing one folder would mix their masks and scores. Refused, not waited for."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; run one clean per folder
+        yield
+        return
+    with open(out / ".jcas.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(out, "another jcas clean is writing into this folder; wait "
+                               "for it to finish or choose another --out") from None  # fmt: skip
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _finished_frames(out: Path) -> dict[str, dict]:

@@ -324,3 +324,23 @@ def test_config_shapes_and_good_values():
     from jcas_napari.core.model import LAYOUTS
 
     assert tuple(sorted(LAYOUTS)) == DEPTHS
+
+
+def test_two_cleans_never_write_one_folder_at_once(base, tmp_path):
+    """A second clean into a folder that another clean holds is refused, not mixed in."""
+    import fcntl
+
+    from jcas_napari.assets import shipped_model
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["clean", str(base / "ds"), "--model", str(shipped_model()), "--out", str(out),
+            "--device", "cpu"]  # fmt: skip
+    with open(out / ".jcas.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other run
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "another jcas clean is writing" in res.output
+        assert "Traceback" not in res.output and not (out / "masks").exists()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "scores.csv").is_file()
