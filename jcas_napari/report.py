@@ -19,6 +19,7 @@ from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.core.pipeline import clean_models
+from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
     MASK_SUFFIXES,
     ClassInfo,
@@ -34,23 +35,6 @@ from jcas_napari.data.io import (
 )  # fmt: skip
 from jcas_napari.data.viz import colorize, overlay
 from jcas_napari.plots import draw_heatmap
-
-
-def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
-    """Refuse an output folder that is, lies inside, or contains the input dataset.
-
-    Both paths are resolved first, so a symlink or ``..`` cannot hide the overlap. An
-    output that contains the dataset is refused too: the writers clean up stale temporary
-    files below the output folder and write fixed names (masks/, run/) into it.
-    """
-    out, root = Path(out).resolve(), Path(dataset_root).resolve()
-    if out == root or root in out.parents:
-        raise DatasetError(out, f"output folder is inside the input dataset {root}; "
-                           "choose a folder outside it")  # fmt: skip
-    if out in root.parents:
-        raise DatasetError(out, f"output folder contains the input dataset {root}; "
-                           "choose a folder outside it")  # fmt: skip
-    return out
 
 
 def write_frame_outputs(out: Path, result: CleaningResult) -> None:

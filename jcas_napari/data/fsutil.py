@@ -69,3 +69,20 @@ def remove_stale_temp_files(folder: os.PathLike | str) -> int:
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
+
+
+def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
+    """Refuse an output folder that is, lies inside, or contains the input dataset.
+
+    Both paths are resolved first, so a symlink or ``..`` cannot hide the overlap. An
+    output that contains the dataset is refused too: the writers clean up stale temporary
+    files below the output folder and write fixed names (masks/, run/) into it.
+    """
+    out, root = Path(out).resolve(), Path(dataset_root).resolve()
+    if out == root or root in out.parents:
+        raise DatasetError(out, f"output folder is inside the input dataset {root}; "
+                           "choose a folder outside it")  # fmt: skip
+    if out in root.parents:
+        raise DatasetError(out, f"output folder contains the input dataset {root}; "
+                           "choose a folder outside it")  # fmt: skip
+    return out

@@ -262,6 +262,7 @@ class ReviewWidget(QWidget):
         """Write the reviewed masks to OUT/masks (new files; the originals are untouched)."""
         from napari.utils.notifications import show_error, show_info
 
+        from jcas_napari.data.fsutil import check_output_dir
         from jcas_napari.data.io import DatasetError
         from jcas_napari.napari.writer import write_labels
 
@@ -271,8 +272,8 @@ class ReviewWidget(QWidget):
         original = self._original_layer()
         root = original.metadata.get("dataset_root") if original is not None else None
         try:
-            if root and Path(root).resolve() in [out.resolve(), *out.resolve().parents]:
-                raise DatasetError(out, "output folder is inside the input dataset")
+            if root:
+                check_output_dir(out, root)  # the CLI's rule: not inside, not containing
             paths = write_labels(str(out / "masks"), self.state.reviewed,
                                  {"metadata": original.metadata if original else {}})  # fmt: skip
             self.state.save(out / STATE_FILE)
