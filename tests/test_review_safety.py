@@ -306,3 +306,26 @@ def test_reader_marks_the_clean_masks_as_truth(folder_dataset):
     assert layers[2][1]["metadata"]["ground_truth"] is True
     assert "class_names" in layers[2][1]["metadata"]
     assert not layers[1][1]["metadata"].get("ground_truth")
+
+
+@pytest.mark.parametrize("where", ["inside", "containing"])
+def test_review_save_uses_the_cli_output_rule(viewer, qtbot, monkeypatch, tmp_path, where):
+    """Saving reviewed masks into (or around) the dataset is refused, as by the CLI."""
+    from jcas_napari.napari.review_widget import ReviewWidget
+    from jcas_napari.napari.trainer import TrainerWidget
+
+    root = tmp_path / "data" / "ds"
+    root.mkdir(parents=True)
+    add_data(viewer, 4, root=str(root))
+    trainer = TrainerWidget(viewer)
+    clean_with_fake_model(trainer, qtbot, monkeypatch)
+    review = ReviewWidget(viewer)
+    out = root / "reviewed" if where == "inside" else tmp_path / "data"
+    review.out_edit.setText(str(out))
+    seen = notes(monkeypatch)
+    review.start()
+    review.do("accept")
+    assert review.save() == []
+    said = "output folder is inside" if where == "inside" else "output folder contains"
+    assert any(said in s for s in seen), seen
+    assert not (out / "masks").exists()
