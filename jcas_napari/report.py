@@ -19,6 +19,7 @@ from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.core.pipeline import clean_models
+from jcas_napari.data.decode import read_stack_shape
 from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
     MASK_SUFFIXES,
@@ -255,31 +256,53 @@ def _finished_frames(out: Path) -> dict[str, dict]:
     return rows
 
 
+def _mask_source(path: Path) -> tuple[dict[str, tuple[Path, int | None]], str]:
+    """Frames of a mask folder, or of a mask TIFF stack (T,H,W): key -> (file, page)."""
+    if path.is_file() and path.suffix.lower() in (".tif", ".tiff"):
+        n = read_stack_shape(path)[0]
+        return {f"{i:06d}": (path, i) for i in range(n)}, "stack"
+    if not path.is_dir():
+        raise DatasetError(path, "no such mask folder or mask stack (.tif)")
+    return {k: (v, None) for k, v in index_folder(path, MASK_SUFFIXES).items()}, "folder"
+
+
+def _read_eval_mask(path: Path, page: int | None, classes: ClassInfo) -> np.ndarray:
+    try:
+        return read_mask(path, classes, page)
+    except DatasetError as exc:
+        if "no palette" in str(exc):
+            raise DatasetError(path, "colour (RGB) mask: pass --classes CLASSES.json with the "
+                               "palette that maps its colours to classes") from None  # fmt: skip
+        raise
+
+
 def evaluate_folders(
     pred_dir: os.PathLike | str, gt_dir: os.PathLike | str, classes: ClassInfo | None = None
 ) -> dict:
     """Dice/IoU (both conventions) of the masks in ``pred_dir`` against ``gt_dir``.
 
-    Files pair by relative path without suffix; every ground-truth frame needs a prediction.
+    Each side is a folder (files pair by relative path without suffix) or a TIFF stack
+    (frames pair by index); every ground-truth frame needs a prediction.
     """
     classes = classes or ClassInfo()
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    for d in (pred_dir, gt_dir):
-        if not d.is_dir():
-            raise DatasetError(d, "mask folder does not exist")
-    preds, gts = index_folder(pred_dir, MASK_SUFFIXES), index_folder(gt_dir, MASK_SUFFIXES)
+    (preds, pkind), (gts, gkind) = _mask_source(pred_dir), _mask_source(gt_dir)
     if not gts:
         raise DatasetError(gt_dir, "no masks found")
+    if pkind != gkind:  # a stack against a folder: pair in order
+        preds = dict(zip(gts, preds.values())) if len(preds) == len(gts) else {}
     missing = [k for k in gts if k not in preds]
     if missing:
-        raise DatasetError(pred_dir / f"{missing[0]}.png",
-                           f"no prediction for ground-truth frame ({len(missing)} missing)")
-    pairs = ((read_mask(preds[k], classes), read_mask(gts[k], classes)) for k in gts)
+        raise DatasetError(pred_dir, f"no prediction for ground-truth frame {missing[0]!r} "
+                           f"({len(missing)} missing)")  # fmt: skip
 
     def checked():
-        for (p, g), k in zip(pairs, gts):
+        for k, (gpath, gpage) in gts.items():
+            p = _read_eval_mask(*preds[k], classes)
+            g = _read_eval_mask(gpath, gpage, classes)
             if p.shape != g.shape:
-                raise DatasetError(preds[k], f"shape mismatch: {p.shape} vs ground truth {g.shape}")
+                raise DatasetError(preds[k][0], f"shape mismatch: {p.shape} vs ground truth "
+                                   f"{g.shape}")  # fmt: skip
             yield p, g
 
     scores = segmentation_scores(checked(), classes.num_classes, classes.ignore_index)

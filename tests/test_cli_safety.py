@@ -344,3 +344,27 @@ def test_two_cleans_never_write_one_folder_at_once(base, tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "scores.csv").is_file()
+
+
+def test_evaluate_reads_tiff_stacks_and_points_rgb_truth_to_classes(tmp_path):
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from jcas_napari.data.io import write_mask
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, (3, 16, 20), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "masks_clean.tif", truth, photometric="minisblack")
+    for i, m in enumerate(truth):
+        write_mask(tmp_path / "pred" / f"f{i}.png", m)
+    stack = str(tmp_path / "masks_clean.tif")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), stack])
+    assert res.exit_code == 0, res.output
+    assert '"mean_dice": 1.0' in res.output
+    rgb = np.zeros((16, 20, 3), np.uint8)
+    rgb[..., 0] = 200
+    (tmp_path / "rgb").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "rgb" / "f0.png")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "rgb"), str(tmp_path / "rgb")])
+    assert res.exit_code == 2 and "--classes" in res.output and "Traceback" not in res.output
