@@ -11,6 +11,12 @@ from jcas_napari.core.infer import to_tensor
 from jcas_napari.data.resize import resize_image, resize_mask
 
 
+def sequence_map(dataset: Sequence) -> dict[str, list[int]]:
+    """Sequence name -> frame indices; a dataset without sequences is one sequence ''."""
+    seqs = getattr(dataset, "sequences", None)
+    return seqs() if callable(seqs) else {"": list(range(len(dataset)))}
+
+
 def split_by_sequence(
     sequences: dict[str, list[int]], val_fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:

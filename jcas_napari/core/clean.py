@@ -22,13 +22,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jcas_napari.core.batches import sequence_map
 from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
 from jcas_napari.core.device import pick_device
 from jcas_napari.core.infer import predict, to_tensor
 from jcas_napari.core.propose import Region, RuleSettings, propose
-from jcas_napari.core.transitions import backward_correct, clean_prior_from_noisy, noise_rate
-from jcas_napari.core.validate import sharpen
+from jcas_napari.core.transitions import (
+    backward_correct,
+    clean_prior_from_noisy,
+    confident_joint_estimate,
+    noise_rate,
+)
+from jcas_napari.core.validate import guard_scores, noisy_posterior_flat, sharpen
 from jcas_napari.data.resize import resize_image
 
 __all__ = ["Cleaner", "CleaningResult", "Region", "RuleSettings", "clean", "model_guard"]
@@ -92,9 +98,8 @@ class Cleaner:
         # every method (the learned T_C of a short run stays near its start; RESULTS.md).
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
-        noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
-        self.noisy_prior = noisy_prior
-        self.noise_rate = noise_rate(self.t_c, clean_prior_from_noisy(noisy_prior, self.t_c))
+        self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
+        self.noise_rate = self._rate(self.t_c)
         self.weak_reason = model_guard(ckpt)
         self.size = (self.cfg.input.height, self.cfg.input.width)
 
@@ -106,8 +111,11 @@ class Cleaner:
         label noise, so the smaller one is the safer bound (a model that saw clean masks
         in training keeps a small cap on any data)."""
         self.t_c = np.asarray(t, np.float64)
-        here = noise_rate(self.t_c, clean_prior_from_noisy(self.noisy_prior, self.t_c))
-        self.noise_rate = min(self.noise_rate, here)
+        self.noise_rate = min(self.noise_rate, self._rate(self.t_c))
+
+    def _rate(self, t: np.ndarray) -> float:
+        """The share of wrong labels that T [K,K] and the checkpoint's noisy prior imply."""
+        return noise_rate(t, clean_prior_from_noisy(self.noisy_prior, t))
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Clean-class probabilities q [K,H,W] float32 for each RGB frame, at its size."""
@@ -175,10 +183,7 @@ def _with_probs(dataset: Sequence, cleaner: Cleaner, order: list[int], batch_siz
 
 
 def _sequence_of(dataset: Sequence) -> dict[int, str]:
-    seqs = getattr(dataset, "sequences", None)
-    if not callable(seqs):
-        return {}
-    return {i: name for name, idx in seqs().items() for i in idx}
+    return {i: name for name, idx in sequence_map(dataset).items() for i in idx}
 
 
 def check_on_data(
@@ -191,9 +196,6 @@ def check_on_data(
     these frames the guard is an honest test of transfer, and T says how noisy **these**
     masks look, not the masks the model was trained on: clean masks give T near I.
     """
-    from jcas_napari.core.transitions import confident_joint_estimate
-    from jcas_napari.core.validate import guard_scores
-
     pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
     qs, labels = [], []
     for _, s, q in _with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
@@ -203,7 +205,7 @@ def check_on_data(
         labels.append(lab[keep].astype(np.intp))
     q, lab = np.concatenate(qs), np.concatenate(labels)
     k = len(cleaner.class_names)
-    g = guard_scores(q @ cleaner.t_c.astype(np.float32), lab, k, cleaner.noisy_prior)
+    g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
     reason, t_here = None, (confident_joint_estimate(q, lab) if len(lab) else None)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         reason = (f"on these frames the model predicts the given labels no better than the "

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jcas_napari.core.batches import sequence_map
 from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
 from jcas_napari.core.config import Config
 from jcas_napari.core.train import TrainEvent, TrainResult, fold_splits, train
@@ -23,11 +24,6 @@ MIN_SEQUENCES_FOR_FOLDS = 4
 MIN_FRAMES_FOR_FOLDS = 32
 
 Models = list[tuple[Path, list[int] | None]]  # checkpoint, frames it cleans (None: all)
-
-
-def sequence_map(dataset: Sequence) -> dict[str, list[int]]:
-    seqs = getattr(dataset, "sequences", None)
-    return seqs() if callable(seqs) else {"": list(range(len(dataset)))}
 
 
 def choose_folds(dataset: Sequence, folds: int | None = None) -> int:

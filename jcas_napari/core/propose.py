@@ -89,7 +89,7 @@ def _regions_of(cand: np.ndarray, target: np.ndarray, k: int, radius: int) -> li
         if not sel.any():
             continue
         joined = ndi.binary_dilation(sel, struct, iterations=radius) if radius > 0 else sel
-        comp, n = ndi.label(joined, struct)
+        comp, _ = ndi.label(joined, struct)
         comp = np.where(sel, comp, 0)
         for lab, sl in enumerate(ndi.find_objects(comp), start=1):
             if sl is not None:

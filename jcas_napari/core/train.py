@@ -30,7 +30,13 @@ import torch.distributed as dist
 from torch import nn
 
 from jcas_napari.core import device as devices
-from jcas_napari.core.batches import batch_loader, fold_splits, load_batch, split_by_sequence
+from jcas_napari.core.batches import (
+    batch_loader,
+    fold_splits,
+    load_batch,
+    sequence_map,
+    split_by_sequence,
+)
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import Config
 from jcas_napari.core.device import pick_device
@@ -89,8 +95,7 @@ class Trainer:
         self._schedule()
 
     def _split(self, train_indices) -> None:
-        seqs = getattr(self.dataset, "sequences", None)
-        seq_map = seqs() if callable(seqs) else {"": list(range(len(self.dataset)))}
+        seq_map = sequence_map(self.dataset)
         if train_indices is not None:
             allowed = set(train_indices)
             seq_map = {s: [i for i in idx if i in allowed] for s, idx in seq_map.items()}

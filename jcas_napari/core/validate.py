@@ -37,15 +37,7 @@ class Validation:
 
     metrics: dict[str, float]
     t_anchor: np.ndarray  # [K,K] anchor-point estimate of T_C
-    temperature: float  # divides log q so that q T is calibrated on the held-out labels
     thresholds: np.ndarray  # [K] mean p_k over pixels labelled k (kept for reports)
-
-
-def noisy_posterior(p_clean: np.ndarray, t_c: np.ndarray | None) -> np.ndarray:
-    """[B,K,H,W] clean-class probabilities -> the noisy-label posterior ``p T``."""
-    if t_c is None:
-        return p_clean
-    return np.einsum("bkhw,kj->bjhw", p_clean, np.asarray(t_c, np.float32))
 
 
 def _miou(cm: np.ndarray) -> float:
@@ -75,27 +67,25 @@ def validate(
     k, size = num_classes, (cfg.input.height, cfg.input.width)
     cm_noisy = np.zeros((k, k), np.int64)
     cm_clean = np.zeros_like(cm_noisy)
-    has_clean, samples, labels, clean_samples = True, [], [], []
+    has_clean, labels, clean_samples = True, [], []
     for start in range(0, len(indices), 8):
         x, y, clean = _load(dataset, indices[start : start + 8], size, device)
         q = predict(net, x, cfg, refine=refine).cpu().numpy()
         pred = q.argmax(1)  # the clean-class prediction, scored against the noisy labels
-        p = noisy_posterior(q, t_c)
         cm_noisy += confusion_matrix(pred, y, k, ignore_index)
         for j, c in enumerate(clean):
             has_clean = has_clean and c is not None
             if c is not None:
                 cm_clean += confusion_matrix(pred[j], c, k, ignore_index)
         s = np.s_[:, :, ::SAMPLE_STRIDE, ::SAMPLE_STRIDE]
-        samples.append(p[s].transpose(0, 2, 3, 1).reshape(-1, k))
         clean_samples.append(q[s].transpose(0, 2, 3, 1).reshape(-1, k))
         labels.append(y[s[0], s[2], s[3]].reshape(-1))
     net.train(was_training)
-    probs, lab = np.concatenate(samples), np.concatenate(labels)
+    q, lab = np.concatenate(clean_samples), np.concatenate(labels)
     keep = lab != ignore_index
-    probs, lab = probs[keep], lab[keep]
-    temp = fit_temperature(np.concatenate(clean_samples)[keep], lab, t_c)
-    probs = noisy_posterior_flat(sharpen(np.concatenate(clean_samples)[keep], temp), t_c)
+    q, lab = q[keep], lab[keep]
+    temp = fit_temperature(q, lab, t_c)
+    probs = noisy_posterior_flat(sharpen(q, temp), t_c)  # calibrated noisy posterior [N,K]
     metrics = {"val_noisy_acc": float(np.trace(cm_noisy) / max(cm_noisy.sum(), 1)),
                "val_noisy_miou": _miou(cm_noisy)}  # fmt: skip
     if has_clean and len(indices):
@@ -105,7 +95,7 @@ def validate(
     sums = np.array([probs[lab == c, c].sum() for c in range(k)])
     thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), 0.5)
     metrics["temperature"] = temp
-    return Validation(metrics, anchor_estimate(probs), temp, thresholds)
+    return Validation(metrics, anchor_estimate(probs), thresholds)
 
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.2), np.log(10.0), 41))
