@@ -32,6 +32,27 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def memory_baseline(device: str) -> int:
+    """Bytes in use now: the CUDA allocator's (with its peak reset), or resident memory."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    return _status_bytes("VmRSS")
+
+
+def memory_peak(device: str, base: int) -> int:
+    """Peak bytes above ``base`` since ``memory_baseline``."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    return _status_bytes("VmHWM") - base
+
+
 def child(impl: str, grid: tuple[int, int], batch: int, dim: int, device: str, chunk: int) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
@@ -46,21 +67,13 @@ def child(impl: str, grid: tuple[int, int], batch: int, dim: int, device: str, c
     target = torch.randint(0, 4, (batch, 4 * h, 5 * w), device=device)
     labels, valid = grid_labels(target, grid)
     t_a = TransitionMatrix(2).to(device)()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _status_bytes("VmRSS")
+    base = memory_baseline(device)
     if impl == "naive":
         loss = naive_affinity_loss(feats, labels, valid, t_a)
     else:
         loss = affinity_loss(feats, labels, valid, t_a, chunk=chunk)
     loss.backward()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    return _status_bytes("VmHWM") - base
+    return memory_peak(device, base)
 
 
 def measure(grid=(64, 64), batch=2, dim=64, device="cpu", chunk=512) -> dict:

@@ -25,17 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from affinity_memory import memory_baseline, memory_peak
+
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ("naive", "chunked", "fused")
-
-
-def _status_bytes(field: str) -> int:
-    """A memory field of /proc/self/status in bytes (VmHWM starts afresh at exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def child(impl: str, batch: int, dim: int, device: str, chunk: int, repeats: int) -> str:
@@ -72,22 +65,13 @@ def child(impl: str, batch: int, dim: int, device: str, chunk: int, repeats: int
         torch.autograd.grad(loss, (feats, tm.weight))
         return loss.item()
 
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _status_bytes("VmRSS")
+    base = memory_baseline(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         value = step()  # .item() waits for the device
         times.append(time.perf_counter() - t0)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _status_bytes("VmHWM") - base
-    return f"{min(times)} {peak} {value}"
+    return f"{min(times)} {memory_peak(device, base)} {value}"
 
 
 def run_child(impl: str, batch: int, dim: int, device: str, chunk: int, repeats: int):
