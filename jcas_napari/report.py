@@ -167,11 +167,14 @@ def clean_to_folder(
 def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_worst, notes):
     """``clean_to_folder`` while holding the output folder's lock."""
     remove_stale_temp_files(out)  # left by a run that was killed mid-write
-    rows = []
     index = {f.id: i for i, f in enumerate(dataset.frames)}
     done = _finished_frames(out)
     settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
     keys = {str(ckpt): _model_key(ckpt) for ckpt, _ in models}
+    owner: dict[int, str] = {}  # frame -> the model that cleans it (the first that lists it)
+    for ckpt, idx in models:
+        for i in range(len(dataset)) if idx is None else idx:
+            owner.setdefault(i, keys[str(ckpt)])
 
     def finished(i: int, ckpt) -> bool:
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
@@ -184,8 +187,7 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
                "regions": len(r.region_info)}  # fmt: skip
         # Written last: a frame counts as done only once all its files are complete, and
         # only for the same model (a rerun with another model redoes it).
-        key = next(keys[str(c)] for c, idx in models if idx is None or r.index in idx)
-        sidecar = {**row, "model": key}
+        sidecar = {**row, "model": owner[r.index]}
         atomic_write_bytes(out / "scores" / f"{r.id}.json", json.dumps(sidecar).encode())
         done[r.id] = sidecar
         if progress:
