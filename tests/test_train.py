@@ -202,3 +202,21 @@ def test_export_then_fine_tune_from_it(tiny, tmp_path):
     ft = run_sync(train(tiny, cfg, tmp_path / "ft", init_checkpoint=small))
     out = load_checkpoint(ft.best, 4)
     assert out["config"]["input"]["height"] == 64 and out["stage"] == 2
+
+
+@pytest.mark.parametrize(("method", "dar"), [("jcas", True), ("volmin", False)])
+def test_stage_two_t_start_predicts_as_the_method_does(tiny, tmp_path, monkeypatch, method, dar):
+    """The anchor start of T_C reads the warm-up model as it will be used: with DAR for
+    JCAS, without for VolMin (whose affinity branch is never trained)."""
+    import jcas_napari.core.steps as steps
+
+    seen = []
+    real = steps.validate
+
+    def spy(*args, **kw):
+        seen.append(args[7] if len(args) > 7 else kw.get("refine", True))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(steps, "validate", spy)
+    run_sync(train(tiny, tiny_config(1, 1), tmp_path / "run", device="cpu", method=method))
+    assert seen == [dar]

@@ -54,18 +54,21 @@ def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float,
 def start_transitions(
     net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], k: int,
     device: torch.device, noisy_prior: np.ndarray, ignore_index: int = 255,
+    refine: bool = True,
 ) -> tuple[TransitionMatrix, TransitionMatrix]:  # fmt: skip
     """Fresh T_C [K,K] and T_A [2,2] for stage 2.
 
     ``t_init: anchor`` starts T_C at the anchor-point estimate from the warm-up model's
     noisy posterior on ``indices`` (held-out frames where there are any), and T_A at the
     affinity transition that this T_C implies. ``paper`` starts both at W = -2.
+    ``refine``: predict with DAR, as the model will be used (False for VolMin, which has
+    no trained affinity branch).
     """
     if cfg.train.t_init == "paper":
         return TransitionMatrix(k).to(device), TransitionMatrix(2).to(device)
     if cfg.train.t_init != "anchor":
         raise ValueError(f"unknown t_init {cfg.train.t_init!r}; choose anchor or paper")
-    t_est = validate(net, cfg, dataset, indices, k, device, ignore_index).t_anchor
+    t_est = validate(net, cfg, dataset, indices, k, device, ignore_index, refine).t_anchor
     prior = torch.tensor(clean_prior_from_noisy(noisy_prior, t_est))
     t_a = class_to_affinity(torch.tensor(t_est), prior).numpy()
     return TransitionMatrix(k, matrix=t_est).to(device), TransitionMatrix(2, matrix=t_a).to(device)

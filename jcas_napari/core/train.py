@@ -180,7 +180,8 @@ class Trainer:
         else:
             self.t_c, self.t_a = start_transitions(
                 self.net, self.config, self.dataset, self.val_idx or self.train_idx, self.k,
-                self.dev, self.prior.cpu().numpy(), self.ignore)  # fmt: skip
+                self.dev, self.prior.cpu().numpy(), self.ignore,
+                self.method == "jcas")  # fmt: skip
         self.opt = make_optimiser(self.net, tc.lr, tc.optimizer)
         self.t_opt = make_t_optimiser(self.t_c, self.t_a, tc.t_lr, tc.t_optimizer)
 
