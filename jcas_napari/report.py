@@ -32,15 +32,18 @@ from jcas_napari.data.io import (
     read_mask,
     remove_stale_temp_files,
     write_image,
-    write_mask,
 )  # fmt: skip
+from jcas_napari.data.mask_format import encode_mask, output_path, stack_output
+from jcas_napari.data.schema import NO_PALETTE
 from jcas_napari.data.viz import colorize, overlay
 from jcas_napari.plots import draw_heatmap
 
 
-def write_frame_outputs(out: Path, result: CleaningResult) -> None:
-    """OUT/masks, OUT/changes (16-bit region ids) and OUT/confidence (0-255) for a frame."""
-    write_mask(out / "masks" / f"{result.id}.png", result.proposed)
+def write_frame_outputs(out: Path, result: CleaningResult, dataset: Dataset) -> None:
+    """A frame's cleaned mask, in the dataset's layout and the input mask's format
+    (:func:`output_path`), OUT/changes (16-bit region ids) and OUT/confidence (0-255)."""
+    rel, fmt = output_path(dataset, result.index)
+    atomic_write_bytes(out / rel, encode_mask(result.proposed, fmt, dataset.classes))
     regions = np.minimum(result.regions, 65535).astype(np.uint16)
     from PIL import Image
 
@@ -49,6 +52,23 @@ def write_frame_outputs(out: Path, result: CleaningResult) -> None:
     atomic_write_bytes(out / "changes" / f"{result.id}.png", buf.getvalue())
     conf = (np.clip(result.confidence, 0, 1) * 255 + 0.5).astype(np.uint8)
     atomic_write_bytes(out / "confidence" / f"{result.id}.png", encode_png(conf))
+
+
+def finish_outputs(out: Path, dataset: Dataset, notes: list[str] | None = None) -> None:
+    """Join a TIFF-stack dataset's cleaned frames into OUT/masks.tif (the input's bit
+    depth), and copy the class map file, so that OUT reads like the input."""
+    stack = stack_output(dataset)
+    if stack is not None:
+        rel, fmt = stack
+        masks = np.stack([read_mask(out / output_path(dataset, i)[0], dataset.classes)
+                          for i in range(len(dataset))])  # fmt: skip
+        atomic_write_bytes(out / rel, encode_mask(masks, fmt, dataset.classes))
+    source = dataset.class_source
+    if source is not None and source.is_file():
+        atomic_write_bytes(out / source.name, source.read_bytes())
+    changes = {output_path(dataset, i)[1].change for i in range(len(dataset))} - {""}
+    if notes is not None:
+        notes += [f"cleaned masks: {c}" for c in sorted(changes)]
 
 
 def write_scores(out: Path, rows: Sequence[dict]) -> Path:
@@ -60,7 +80,8 @@ def write_scores(out: Path, rows: Sequence[dict]) -> Path:
     w.writeheader()
     for rank, r in enumerate(ranked, start=1):
         w.writerow({"rank": rank, **r})
-    return atomic_write_bytes(out / "scores.csv", buf.getvalue().encode())
+    # surrogateescape: frame ids from non-UTF-8 file names keep their original bytes.
+    return atomic_write_bytes(out / "scores.csv", buf.getvalue().encode(errors="surrogateescape"))
 
 
 def _save(fig, path: Path) -> None:
@@ -137,7 +158,8 @@ def write_report(
     lines += ["## Colours", "", "background none, " + ", ".join(
         f"{n} rgb{tuple(int(v) for v in colorize(np.array([[i]]), k)[0, 0])}"
         for i, n in enumerate(names) if i > 0), ""]  # fmt: skip
-    return atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+    text = "\n".join(lines).encode(errors="surrogateescape")
+    return atomic_write_bytes(out / "report.md", text)
 
 
 def clean_to_folder(
@@ -181,7 +203,7 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
 
     for r in clean_models(dataset, models, settings=settings, device=device, skip=finished,
                           notes=notes):  # fmt: skip
-        write_frame_outputs(out, r)
+        write_frame_outputs(out, r, dataset)
         row = {"id": r.id, "noise_score": round(r.noise_score, 6),
                "changed_fraction": round(r.changed_fraction, 6),
                "regions": len(r.region_info)}  # fmt: skip
@@ -195,12 +217,14 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
     rows = [{k: v for k, v in done[f.id].items() if k != "model"}
             for f in dataset.frames if f.id in done]  # fmt: skip
     write_scores(out, rows)
+    finish_outputs(out, dataset, notes)
     worst_ids = [r["id"] for r in sorted(rows, key=lambda r: -r["noise_score"])[:n_worst]]
 
     def worst():
         for fid in worst_ids:
             s = dataset[index[fid]]
-            yield s.image, s.mask, read_mask(out / "masks" / f"{fid}.png", dataset.classes), fid
+            cleaned = read_mask(out / output_path(dataset, index[fid])[0], dataset.classes)
+            yield s.image, s.mask, cleaned, fid
 
     write_report(out, load_checkpoint(models[0][0]), rows, worst())
     return rows
@@ -272,7 +296,7 @@ def _read_eval_mask(path: Path, page: int | None, classes: ClassInfo) -> np.ndar
     try:
         return read_mask(path, classes, page)
     except DatasetError as exc:
-        if "no palette" in str(exc):
+        if NO_PALETTE in str(exc):
             raise DatasetError(path, "colour (RGB) mask: pass --classes CLASSES.json with the "
                                "palette that maps its colours to classes") from None  # fmt: skip
         raise

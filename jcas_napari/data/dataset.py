@@ -53,6 +53,7 @@ class Dataset(Sequence):
     frames: list[FrameRef]
     layout: str
     skipped: list[str] = field(default_factory=list)  # entries not read, and why
+    class_source: Path | None = None  # the file the class map came from, if any
 
     def __len__(self) -> int:
         return len(self.frames)

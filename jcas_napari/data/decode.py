@@ -17,7 +17,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo, DatasetError
+from jcas_napari.data.schema import NO_PALETTE, TIFF_SUFFIXES, ClassInfo, DatasetError
 
 TWELVE_BIT = 4095
 
@@ -106,9 +106,7 @@ def mask_from_array(arr: np.ndarray, classes: ClassInfo, path: os.PathLike | str
     path = Path(path)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         if classes.palette is None:
-            raise DatasetError(
-                path, "RGB mask but classes.json has no palette; save class ids or add a palette"
-            )
+            raise DatasetError(path, NO_PALETTE)
         arr = _rgb_to_ids(arr[..., :3], classes, path)
     if arr.ndim != 2:
         raise DatasetError(path, f"expected a 2-D mask of class ids, got shape {arr.shape}")

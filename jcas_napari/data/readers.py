@@ -1,7 +1,8 @@
 """Finding and opening a dataset on disk: layout detection, pairing and header checks.
 
 :func:`open_dataset` recognises the folder layout (``images/`` and ``masks/``, with or
-without sequence folders) and the TIFF-stack layout (``images.tif`` and ``masks.tif``),
+without sequence folders), the TIFF-stack layout (``images.tif`` and ``masks.tif``) and the
+EndoVis 2018 release layout (:mod:`jcas_napari.data.endovis`),
 pairs every image with its mask and checks headers without decoding pixels.
 """
 
@@ -12,12 +13,14 @@ from pathlib import Path
 
 from jcas_napari.data.dataset import Dataset, FrameRef
 from jcas_napari.data.decode import read_header, read_stack_shape
+from jcas_napari.data.endovis import is_endovis, open_endovis
 from jcas_napari.data.schema import (
     CLEAN_DIR,
     IMAGE_SUFFIXES,
     IMAGES_DIR,
     MASK_SUFFIXES,
     MASKS_DIR,
+    NO_PALETTE,
     STACK_FILES,
     ClassInfo,
     DatasetError,
@@ -82,9 +85,14 @@ def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Data
         ds = _open_stacks(root, classes)
     elif (root / IMAGES_DIR).is_dir():
         ds = _open_folders(root, classes)
+    elif is_endovis(root):
+        ds = open_endovis(root, index_folder)
+        classes = ds.classes
     else:
         raise DatasetError(
-            root, "empty dataset: expected images/ and masks/ folders, or images.tif and masks.tif"
+            root,
+            "empty dataset: expected images/ and masks/ folders, images.tif and masks.tif, "
+            "or EndoVis sequences (seq_N/left_frames/ and seq_N/labels/)",
         )
     if check_headers and ds.layout != "stack":
         for ref in ds.frames:
@@ -100,8 +108,8 @@ def _open_folders(root: Path, classes: ClassInfo) -> Dataset:
     if not (root / MASKS_DIR).is_dir():
         raise DatasetError(root / MASKS_DIR, "masks folder is missing")
     masks = index_folder(root / MASKS_DIR, MASK_SUFFIXES, skipped)
-    clean = (index_folder(root / CLEAN_DIR, MASK_SUFFIXES, skipped)
-             if (root / CLEAN_DIR).is_dir() else {})  # fmt: skip
+    has_clean = (root / CLEAN_DIR).is_dir()
+    clean = index_folder(root / CLEAN_DIR, MASK_SUFFIXES, skipped) if has_clean else {}
     for key, path in images.items():
         if key not in masks:
             raise DatasetError(path, f"image has no mask (expected masks/{key}.png)")
@@ -129,9 +137,7 @@ def _check_frame_headers(ref: FrameRef, classes: ClassInfo) -> None:
             continue
         shape, mode = read_header(path)
         if mode in ("RGB", "RGBA") and classes.palette is None:
-            raise DatasetError(
-                path, "RGB mask but classes.json has no palette; save class ids or add a palette"
-            )
+            raise DatasetError(path, NO_PALETTE)
         if shape != img_shape:
             raise DatasetError(path, f"shape mismatch: mask {shape} vs image {img_shape}")
 

@@ -30,6 +30,10 @@ MASK_SUFFIXES = (".png", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGES_DIR, MASKS_DIR, CLEAN_DIR = "images", "masks", "masks_clean"
 STACK_FILES = {"image": "images.tif", "mask": "masks.tif", "clean": "masks_clean.tif"}
+NO_PALETTE = (
+    "RGB mask but no class colours are known: add a palette to classes.json "
+    "(or a labels.json class map), or save class ids"
+)
 
 
 class DatasetError(ValueError):

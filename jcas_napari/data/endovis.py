@@ -1,0 +1,117 @@
+"""The EndoVis 2018 layout as the challenge ships it, read in place.
+
+::
+
+    RELEASE/
+      labels.json                      [{"name": ..., "color": [r, g, b], "classid": 0}, ...]
+      seq_1/left_frames/frame000.png   RGB frames (the labelled left camera)
+      seq_1/labels/frame000.png        RGB colour-coded classes (or class-id PNGs)
+      seq_1/right_frames/...           not read (no labels)
+
+``labels.json`` may sit in the release folder or in each sequence (then all copies must
+agree). A folder that is itself one sequence (``left_frames/`` and ``labels/`` inside) is
+read as a release of one sequence. Frame ids are ``seq_N/frameNNN``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from jcas_napari.data.dataset import Dataset, FrameRef
+from jcas_napari.data.schema import IMAGE_SUFFIXES, MASK_SUFFIXES, ClassInfo, DatasetError
+
+FRAMES_DIR, LABELS_DIR, LABELS_JSON = "left_frames", "labels", "labels.json"
+
+
+def _natural(name: str) -> list:
+    """Sort key that puts seq_2 before seq_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def sequence_folders(root: Path) -> list[Path]:
+    """The sequence folders of an EndoVis release (``root`` itself when it is one)."""
+    if (root / FRAMES_DIR).is_dir():
+        return [root]
+    subs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted((p for p in subs if (p / FRAMES_DIR).is_dir()), key=lambda p: _natural(p.name))
+
+
+def is_endovis(root: Path) -> bool:
+    """True if ``root`` holds ``left_frames/`` itself or in a sequence folder."""
+    return root.is_dir() and bool(sequence_folders(root))
+
+
+def load_labels_json(path: Path) -> ClassInfo:
+    """The class map of an EndoVis ``labels.json``: names and colours ordered by classid."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(path, f"not valid JSON ({exc})") from None
+    try:
+        entries = sorted(
+            ((int(e["classid"]), str(e["name"]), tuple(int(v) for v in e["color"])) for e in raw),
+            key=lambda e: e[0],
+        )
+    except (TypeError, KeyError, ValueError):
+        raise DatasetError(
+            path, 'expected a list of {"name": ..., "color": [r, g, b], "classid": N}'
+        ) from None
+    ids = [e[0] for e in entries]
+    if ids != list(range(len(ids))):
+        raise DatasetError(path, f"class ids must be 0..{len(ids) - 1} without gaps, got {ids}")
+    if any(len(e[2]) != 3 or not all(0 <= v <= 255 for v in e[2]) for e in entries):
+        raise DatasetError(path, "each color must be [r, g, b] with values 0-255")
+    names = tuple(e[1] for e in entries)
+    palette = tuple(e[2] for e in entries)
+    if not 2 <= len(names) <= 255 or len(set(names)) != len(names):
+        raise DatasetError(path, f"need 2 to 255 distinct class names, got {list(names)}")
+    if len(set(palette)) != len(palette):
+        raise DatasetError(path, "two classes share one colour")
+    return ClassInfo(names, palette=palette)
+
+
+def find_class_map(root: Path, seqs: list[Path]) -> tuple[ClassInfo, Path | None]:
+    """The release's class map and the file it came from (``classes.json`` wins)."""
+    for candidate in (root / "classes.json", root / LABELS_JSON, root.parent / LABELS_JSON):
+        if candidate.is_file():
+            if candidate.name == "classes.json":
+                return ClassInfo.load(candidate), candidate
+            return load_labels_json(candidate), candidate
+    per_seq = [s / LABELS_JSON for s in seqs if (s / LABELS_JSON).is_file()]
+    if not per_seq:
+        return ClassInfo(), None
+    first = load_labels_json(per_seq[0])
+    for other in per_seq[1:]:
+        if load_labels_json(other) != first:
+            raise DatasetError(other, f"class map differs from {per_seq[0]}")
+    return first, per_seq[0]
+
+
+def open_endovis(root: Path, index_folder) -> Dataset:
+    """Open an EndoVis release; ``index_folder`` is the readers' folder indexer."""
+    seqs = sequence_folders(root)
+    classes, source = find_class_map(root, seqs)
+    frames: list[FrameRef] = []
+    skipped: list[str] = []
+    for seq in seqs:
+        name = seq.name
+        if not (seq / LABELS_DIR).is_dir():
+            skipped.append(f"{seq}: skipped (no {LABELS_DIR}/ folder: frames without labels)")
+            continue
+        images = index_folder(seq / FRAMES_DIR, IMAGE_SUFFIXES, skipped)
+        labels = index_folder(seq / LABELS_DIR, MASK_SUFFIXES, skipped)
+        for key, path in images.items():
+            if key not in labels:
+                raise DatasetError(path, f"frame has no label (expected {LABELS_DIR}/{key}.png)")
+        for key, path in labels.items():
+            if key not in images:
+                raise DatasetError(path, f"label has no frame in {FRAMES_DIR}/")
+        frames += [FrameRef(f"{name}/{k}", name, p, labels[k]) for k, p in images.items()]
+    if not frames:
+        raise DatasetError(root, f"EndoVis layout, but no sequence has {LABELS_DIR}/ with frames")
+    ds = Dataset(root, classes, frames, "endovis")
+    ds.skipped = skipped
+    ds.class_source = source
+    return ds
