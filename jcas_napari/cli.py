@@ -113,8 +113,13 @@ def check_cmd(
         f"{dataset}: OK, {len(ds)} frames in {len(seqs)} sequence(s), layout {ds.layout}, "
         f"classes {list(ds.classes.names)}, clean masks: {'yes' if ds.has_clean else 'no'}"
     )
-    for line in getattr(ds, "skipped", ()):
+    if ds.class_source is not None:
+        typer.echo(f"class map: {ds.class_source}")
+    for line in ds.skipped:
         typer.echo(line)
+    for what, files in ds.conversions.items():
+        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+        typer.echo(f"converted: {what}: {files[0]}{more}")
 
 
 def _errors():
@@ -215,12 +220,16 @@ def _train(req: Request, resume: bool, overwrite: bool):
 def _clean_into(ds, models, out: Path, threshold, device) -> None:
     from tqdm import tqdm
 
+    from jcas_napari.core.device import rank
     from jcas_napari.report import clean_to_folder
 
     notes: list[str] = []
-    with tqdm(total=len(ds), unit="frame", desc="clean") as bar:
+    # Under torchrun every rank cleans a share; rank 0 counts them all and reports.
+    with tqdm(total=len(ds), unit="frame", desc="clean", disable=rank() != 0) as bar:
         rows = clean_to_folder(ds, models, out, threshold=threshold, device=device,
                                progress=bar.update, notes=notes)  # fmt: skip
+    if rank() != 0:
+        return
     for note in notes:
         typer.echo(f"warning: {note}", err=True)
     skipped = len(rows) - bar.n
@@ -241,11 +250,13 @@ def clean_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
+    from jcas_napari.cli_runs import init_distributed
     from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
     from jcas_napari.report import check_output_dir
 
     try:
+        init_distributed()  # under torchrun: the ranks share the frames
         pick_device(device)  # an unknown device fails before any work, in one line
         ds = open_dataset(dataset)
         check_output_dir(out, ds.root)
@@ -302,18 +313,18 @@ def _run(req: Request, resume: bool, overwrite: bool) -> None:
 def evaluate_cmd(
     pred: Path = typer.Argument(..., help="Folder of predicted or cleaned masks."),
     gt: Path = typer.Argument(..., help="Folder of ground-truth masks (same relative names)."),
-    classes: Path = typer.Option(None, help="classes.json (default: the 4 EndoVis classes)."),
+    classes: Path = typer.Option(None, help="classes.json or EndoVis labels.json (default: "
+                                 "one beside GT or PRED, else the 4 EndoVis part classes)."),
 ) -> None:
-    """Print Dice and IoU per class and their foreground means, per image and dataset-level."""
+    """Print Dice and IoU per class and their foreground means, per image and dataset-level.
+
+    PRED and GT are mask folders, TIFF stacks or EndoVis label sets (seq_N/labels/)."""
     import json
 
-    from jcas_napari.data.io import ClassInfo
-    from jcas_napari.report import evaluate_folders
+    from jcas_napari.evaluate import evaluate_folders, load_class_map
 
     try:
-        info = ClassInfo.load(classes) if classes else ClassInfo()
-        if classes and not classes.exists():
-            raise ValueError(f"{classes}: file not found")
+        info = load_class_map(classes) if classes else None
         typer.echo(json.dumps(evaluate_folders(pred, gt, info), indent=1))
     except _errors() as exc:
         _fail(str(exc))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jcas_napari import shard
 from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.metrics import segmentation_scores
@@ -182,27 +183,38 @@ def clean_to_folder(
     Never writes into the dataset folder. Returns the score rows.
     """
     out = check_output_dir(out, dataset.root)
-    with output_lock(out):
+    with shard.group_lock(out, output_lock):
         return _clean_locked(dataset, models, out, threshold, device, progress, n_worst, notes)
 
 
-def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_worst, notes):
-    """``clean_to_folder`` while holding the output folder's lock."""
+def _resume_state(dataset, models, out: Path) -> tuple[dict, dict, dict]:
+    """What an earlier run left: (its finished frames' sidecars by id, each checkpoint's
+    identity, the identity of the model that cleans each frame: the first that lists it)."""
     remove_stale_temp_files(out)  # left by a run that was killed mid-write
-    index = {f.id: i for i, f in enumerate(dataset.frames)}
-    done = _finished_frames(out)
-    settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
     keys = {str(ckpt): _model_key(ckpt) for ckpt, _ in models}
-    owner: dict[int, str] = {}  # frame -> the model that cleans it (the first that lists it)
+    owner: dict[int, str] = {}
     for ckpt, idx in models:
         for i in range(len(dataset)) if idx is None else idx:
             owner.setdefault(i, keys[str(ckpt)])
+    return _finished_frames(out), keys, owner
+
+
+def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_worst, notes):
+    """``clean_to_folder`` while holding the output folder's lock. Under torchrun each rank
+    cleans its share and rank 0 writes scores.csv and the report (``shard``); the other
+    ranks return []."""
+    # Decided once, by rank 0, so that no rank sees another's new sidecars or model hash.
+    done, keys, owner = shard.from_rank0(lambda: _resume_state(dataset, models, out))
+    index = {f.id: i for i, f in enumerate(dataset.frames)}
+    settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
 
     def finished(i: int, ckpt) -> bool:
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
 
-    for r in clean_models(dataset, models, settings=settings, device=device, skip=finished,
-                          notes=notes):  # fmt: skip
+    written, my_notes = {}, []
+    skip = shard.share(len(dataset), models, finished)
+    for r in clean_models(dataset, models, settings=settings, device=device, skip=skip,
+                          notes=my_notes):  # fmt: skip
         write_frame_outputs(out, r, dataset)
         row = {"id": r.id, "noise_score": round(r.noise_score, 6),
                "changed_fraction": round(r.changed_fraction, 6),
@@ -211,9 +223,17 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
         # only for the same model (a rerun with another model redoes it).
         sidecar = {**row, "model": owner[r.index]}
         atomic_write_bytes(out / "scores" / f"{r.id}.json", json.dumps(sidecar).encode())
-        done[r.id] = sidecar
+        written[r.id] = sidecar
         if progress:
             progress(1)
+    merged = shard.merge(written, my_notes)
+    if merged is None:
+        return []
+    done.update(merged[0])
+    if notes is not None:
+        notes.extend(merged[1])
+    if progress and len(merged[0]) > len(written):
+        progress(len(merged[0]) - len(written))  # the frames the other ranks cleaned
     rows = [{k: v for k, v in done[f.id].items() if k != "model"}
             for f in dataset.frames if f.id in done]  # fmt: skip
     write_scores(out, rows)

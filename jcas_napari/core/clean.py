@@ -120,6 +120,10 @@ class Cleaner:
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Clean-class probabilities q [K,H,W] float32 for each RGB frame, at its size."""
         x = to_tensor(np.stack([resize_image(im, self.size) for im in images]), self.device)
+        # A batch of one takes another convolution path on the CPU, with other rounding:
+        # run it as two copies, so that a frame's q never depends on how frames were
+        # batched (a resumed or a torchrun-sharded clean writes the same bytes).
+        x = x.repeat(2, 1, 1, 1) if len(x) == 1 else x
         p = predict(self.net, x, self.cfg, refine=self.refine)
         p = 0.5 * (p + predict(self.net, x.flip(-1), self.cfg, refine=self.refine).flip(-1))
         out = []
