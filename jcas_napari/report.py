@@ -18,25 +18,19 @@ import numpy as np
 from jcas_napari import shard
 from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
-from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.core.pipeline import clean_models
-from jcas_napari.data.decode import read_stack_shape
 from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
-    MASK_SUFFIXES,
-    ClassInfo,
     Dataset,
     DatasetError,
     atomic_write_bytes,
     encode_png,
-    index_folder,
     read_mask,
     remove_stale_temp_files,
     write_image,
 )  # fmt: skip
 from jcas_napari.data.mask_format import encode_mask, output_path, stack_output
-from jcas_napari.data.schema import NO_PALETTE
-from jcas_napari.data.viz import colorize, overlay
+from jcas_napari.data.viz import class_colours, overlay, palette
 from jcas_napari.plots import draw_heatmap
 
 
@@ -117,10 +111,12 @@ def write_report(
     checkpoint: dict,
     scores: Sequence[dict],
     worst: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
+    colours: np.ndarray | None = None,
 ) -> Path:
     """OUT/report.md with T_C / T_A heatmaps, loss curves and the worst frames.
 
-    ``worst`` yields (image, given mask, proposed mask, frame id) for the frames to show.
+    ``worst`` yields (image, given mask, proposed mask, frame id) for the frames to show;
+    ``colours`` (K,3) are the class colours (the dataset's own palette, if it has one).
     """
     import matplotlib
 
@@ -147,18 +143,17 @@ def write_report(
     if history:
         lines += ["## Training", "", "![losses](report/losses.png)", ""]
     lines += ["## Worst frames", "", "image | given mask | proposed mask", ""]
+    cols = palette(k) if colours is None else np.asarray(colours, np.uint8)
     for image, given, proposed, fid in worst:
-        panel = np.concatenate([image, overlay(image, given, 0.6, k), overlay(image, proposed,
-                                                                               0.6, k)], 1)
+        views = [overlay(image, m, 0.6, k, colours=cols) for m in (given, proposed)]
         name = fid.replace("/", "__") + ".png"
-        write_image(out / "report" / name, panel)
+        write_image(out / "report" / name, np.concatenate([image, *views], 1))
         row = next(s for s in scores if s["id"] == fid)
         lines += [f"**{fid}**: noise score {row['noise_score']:.3f}, "
                   f"{100 * row['changed_fraction']:.1f}% of pixels changed", "",
                   f"![{fid}](report/{name})", ""]  # fmt: skip
-    lines += ["## Colours", "", "background none, " + ", ".join(
-        f"{n} rgb{tuple(int(v) for v in colorize(np.array([[i]]), k)[0, 0])}"
-        for i, n in enumerate(names) if i > 0), ""]  # fmt: skip
+    legend = ", ".join(f"{n} rgb{tuple(int(v) for v in cols[i])}" for i, n in enumerate(names))
+    lines += ["## Colours", "", f"{legend} (the first class is not drawn over the image)", ""]
     text = "\n".join(lines).encode(errors="surrogateescape")
     return atomic_write_bytes(out / "report.md", text)
 
@@ -246,7 +241,8 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
             cleaned = read_mask(out / output_path(dataset, index[fid])[0], dataset.classes)
             yield s.image, s.mask, cleaned, fid
 
-    write_report(out, load_checkpoint(models[0][0]), rows, worst())
+    write_report(out, load_checkpoint(models[0][0]), rows, worst(),
+                 class_colours(dataset.classes))
     return rows
 
 
@@ -300,57 +296,3 @@ def _finished_frames(out: Path) -> dict[str, dict]:
             continue  # unreadable: the frame is simply done again
         rows[row["id"]] = row
     return rows
-
-
-def _mask_source(path: Path) -> tuple[dict[str, tuple[Path, int | None]], str]:
-    """Frames of a mask folder, or of a mask TIFF stack (T,H,W): key -> (file, page)."""
-    if path.is_file() and path.suffix.lower() in (".tif", ".tiff"):
-        n = read_stack_shape(path)[0]
-        return {f"{i:06d}": (path, i) for i in range(n)}, "stack"
-    if not path.is_dir():
-        raise DatasetError(path, "no such mask folder or mask stack (.tif)")
-    return {k: (v, None) for k, v in index_folder(path, MASK_SUFFIXES).items()}, "folder"
-
-
-def _read_eval_mask(path: Path, page: int | None, classes: ClassInfo) -> np.ndarray:
-    try:
-        return read_mask(path, classes, page)
-    except DatasetError as exc:
-        if NO_PALETTE in str(exc):
-            raise DatasetError(path, "colour (RGB) mask: pass --classes CLASSES.json with the "
-                               "palette that maps its colours to classes") from None  # fmt: skip
-        raise
-
-
-def evaluate_folders(
-    pred_dir: os.PathLike | str, gt_dir: os.PathLike | str, classes: ClassInfo | None = None
-) -> dict:
-    """Dice/IoU (both conventions) of the masks in ``pred_dir`` against ``gt_dir``.
-
-    Each side is a folder (files pair by relative path without suffix) or a TIFF stack
-    (frames pair by index); every ground-truth frame needs a prediction.
-    """
-    classes = classes or ClassInfo()
-    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    (preds, pkind), (gts, gkind) = _mask_source(pred_dir), _mask_source(gt_dir)
-    if not gts:
-        raise DatasetError(gt_dir, "no masks found")
-    if pkind != gkind:  # a stack against a folder: pair in order
-        preds = dict(zip(gts, preds.values())) if len(preds) == len(gts) else {}
-    missing = [k for k in gts if k not in preds]
-    if missing:
-        raise DatasetError(pred_dir, f"no prediction for ground-truth frame {missing[0]!r} "
-                           f"({len(missing)} missing)")  # fmt: skip
-
-    def checked():
-        for k, (gpath, gpage) in gts.items():
-            p = _read_eval_mask(*preds[k], classes)
-            g = _read_eval_mask(gpath, gpage, classes)
-            if p.shape != g.shape:
-                raise DatasetError(preds[k][0], f"shape mismatch: {p.shape} vs ground truth "
-                                   f"{g.shape}")  # fmt: skip
-            yield p, g
-
-    scores = segmentation_scores(checked(), classes.num_classes, classes.ignore_index)
-    scores["classes"] = list(classes.names)
-    return scores

@@ -54,6 +54,8 @@ class Dataset(Sequence):
     layout: str
     skipped: list[str] = field(default_factory=list)  # entries not read, and why
     class_source: Path | None = None  # the file the class map came from, if any
+    # Conversions made while decoding frames: what was done -> the files it was done to.
+    conversions: dict[str, list[Path]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -97,7 +99,13 @@ class Dataset(Sequence):
         return out
 
     def read_image(self, ref: FrameRef) -> np.ndarray:
-        return read_image(ref.image, key=ref.index)
+        notes: list[str] = []
+        image = read_image(ref.image, key=ref.index, notes=notes)
+        for note in notes:
+            files = self.conversions.setdefault(note, [])
+            if ref.image not in files:
+                files.append(ref.image)
+        return image
 
     def read_mask(self, ref: FrameRef, which: str = "mask") -> np.ndarray:
         path = ref.mask if which == "mask" else ref.clean

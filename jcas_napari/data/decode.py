@@ -20,31 +20,42 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from jcas_napari.data.schema import NO_PALETTE, TIFF_SUFFIXES, ClassInfo, DatasetError
 
 TWELVE_BIT = 4095
+COLOUR_MODES = {"P": "palette (P)", "PA": "palette+alpha (PA)", "CMYK": "CMYK"}
 
 
-def to_uint8_image(arr: np.ndarray, path: Path | str = "image") -> np.ndarray:
+def to_uint8_image(
+    arr: np.ndarray, path: Path | str = "image", notes: list[str] | None = None
+) -> np.ndarray:
     """Decoded pixels -> (H,W,3) uint8 (or (T,H,W,3) for a stack), the one conversion that
     the file reader, the napari layer reader and the trainer's layers all use.
 
     Grey is repeated to 3 channels and grey+alpha drops its alpha. 16-bit data is scaled
     by its bit depth: values that never exceed 4095 are taken as 12-bit (common for
     camera data in 16-bit containers, which dividing by 257 squashed to 0-15); otherwise
-    by 65535. Floats in [0, 1] are scaled by 255.
+    by 65535. Floats in [0, 1] are scaled by 255. Each conversion made is appended to
+    ``notes``, for ``jcas check`` to report.
     """
     path = Path(path)
+    notes = [] if notes is None else notes
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 2):
+        notes.append("grey frame repeated to RGB" + (", alpha dropped" if arr.ndim == 3 else ""))
         arr = np.repeat((arr if arr.ndim == 2 else arr[..., 0])[..., None], 3, axis=-1)
     if arr.ndim not in (3, 4) or arr.shape[-1] not in (3, 4):
         raise DatasetError(path, f"expected an RGB image (H,W,3), got shape {arr.shape}")
+    if arr.shape[-1] == 4:
+        notes.append("alpha channel dropped")
     arr = arr[..., :3]
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.uint16:
         top = TWELVE_BIT if int(arr.max(initial=0)) <= TWELVE_BIT else 65535
+        notes.append(f"{12 if top == TWELVE_BIT else 16}-bit data scaled to 8 bits")
         return (arr.astype(np.float32) * (255.0 / top) + 0.5).astype(np.uint8)
     if arr.dtype == bool:
+        notes.append("binary frame scaled to 0/255")
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating) and arr.size and 0 <= arr.min() and arr.max() <= 1:
+        notes.append("float data in [0, 1] scaled to 8 bits")
         return (arr * 255 + 0.5).astype(np.uint8)
     raise DatasetError(path, f"unsupported image dtype {arr.dtype} (use uint8 or uint16)")
 
@@ -75,26 +86,31 @@ def _decode(path: Path, key: int | None) -> np.ndarray:
             return np.asarray(im)
 
 
-def read_image(path: os.PathLike | str, key: int | None = None) -> np.ndarray:
+def read_image(
+    path: os.PathLike | str, key: int | None = None, notes: list[str] | None = None
+) -> np.ndarray:
     """Read an RGB image as (H,W,3) uint8 (``to_uint8_image``).
 
     Unlike masks, frames are decoded for their colours: EXIF orientation is applied,
     palette ("P") frames are expanded to their colours, and CMYK JPEGs are converted to
-    RGB (their channels read raw look inverted).
+    RGB (their channels read raw look inverted). Conversions are appended to ``notes``.
     """
     path = Path(path)
+    notes = [] if notes is None else notes
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return to_uint8_image(_decode(path, key), path)
+        return to_uint8_image(_decode(path, key), path, notes)
     with _reading(path):
         with Image.open(path) as im:
             if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when upright
+                notes.append("EXIF orientation applied")
                 im = ImageOps.exif_transpose(im)
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                notes.append(f"{COLOUR_MODES.get(im.mode, im.mode)} frame converted to RGB")
                 im = im.convert("RGB")
             elif im.mode == "LA":
                 im = im.convert("L")
             arr = np.asarray(im)
-    return to_uint8_image(arr, path)
+    return to_uint8_image(arr, path, notes)
 
 
 def mask_from_array(arr: np.ndarray, classes: ClassInfo, path: os.PathLike | str) -> np.ndarray:

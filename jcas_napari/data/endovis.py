@@ -20,9 +20,16 @@ import re
 from pathlib import Path
 
 from jcas_napari.data.dataset import Dataset, FrameRef
-from jcas_napari.data.schema import IMAGE_SUFFIXES, MASK_SUFFIXES, ClassInfo, DatasetError
+from jcas_napari.data.schema import (
+    ENDOVIS_FRAMES,
+    ENDOVIS_LABELS,
+    IMAGE_SUFFIXES,
+    MASK_SUFFIXES,
+    ClassInfo,
+    DatasetError,
+)
 
-FRAMES_DIR, LABELS_DIR, LABELS_JSON = "left_frames", "labels", "labels.json"
+LABELS_JSON = "labels.json"
 
 
 def _natural(name: str) -> list:
@@ -32,10 +39,12 @@ def _natural(name: str) -> list:
 
 def sequence_folders(root: Path) -> list[Path]:
     """The sequence folders of an EndoVis release (``root`` itself when it is one)."""
-    if (root / FRAMES_DIR).is_dir():
+    if (root / ENDOVIS_FRAMES).is_dir():
         return [root]
     subs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted((p for p in subs if (p / FRAMES_DIR).is_dir()), key=lambda p: _natural(p.name))
+    return sorted(
+        (p for p in subs if (p / ENDOVIS_FRAMES).is_dir()), key=lambda p: _natural(p.name)
+    )
 
 
 def is_endovis(root: Path) -> bool:
@@ -97,20 +106,24 @@ def open_endovis(root: Path, index_folder) -> Dataset:
     skipped: list[str] = []
     for seq in seqs:
         name = seq.name
-        if not (seq / LABELS_DIR).is_dir():
-            skipped.append(f"{seq}: skipped (no {LABELS_DIR}/ folder: frames without labels)")
+        if not (seq / ENDOVIS_LABELS).is_dir():
+            skipped.append(f"{seq}: skipped (no {ENDOVIS_LABELS}/ folder: frames without labels)")
             continue
-        images = index_folder(seq / FRAMES_DIR, IMAGE_SUFFIXES, skipped)
-        labels = index_folder(seq / LABELS_DIR, MASK_SUFFIXES, skipped)
+        images = index_folder(seq / ENDOVIS_FRAMES, IMAGE_SUFFIXES, skipped)
+        labels = index_folder(seq / ENDOVIS_LABELS, MASK_SUFFIXES, skipped)
         for key, path in images.items():
             if key not in labels:
-                raise DatasetError(path, f"frame has no label (expected {LABELS_DIR}/{key}.png)")
+                raise DatasetError(
+                    path, f"frame has no label (expected {ENDOVIS_LABELS}/{key}.png)"
+                )
         for key, path in labels.items():
             if key not in images:
-                raise DatasetError(path, f"label has no frame in {FRAMES_DIR}/")
+                raise DatasetError(path, f"label has no frame in {ENDOVIS_FRAMES}/")
         frames += [FrameRef(f"{name}/{k}", name, p, labels[k]) for k, p in images.items()]
     if not frames:
-        raise DatasetError(root, f"EndoVis layout, but no sequence has {LABELS_DIR}/ with frames")
+        raise DatasetError(
+            root, f"EndoVis layout, but no sequence has {ENDOVIS_LABELS}/ with frames"
+        )
     ds = Dataset(root, classes, frames, "endovis")
     ds.skipped = skipped
     ds.class_source = source

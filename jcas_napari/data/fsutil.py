@@ -13,7 +13,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from jcas_napari.data.schema import IMAGES_DIR, MASKS_DIR, STACK_FILES, DatasetError
+from jcas_napari.data.schema import (
+    ENDOVIS_FRAMES,
+    ENDOVIS_LABELS,
+    IMAGES_DIR,
+    MASKS_DIR,
+    STACK_FILES,
+    DatasetError,
+)
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
 _UMASK = os.umask(0o022)
@@ -21,12 +28,15 @@ os.umask(_UMASK)
 
 
 def _is_user_mask_file(path: Path) -> bool:
-    """True if ``path`` lies in the ``masks/`` folder (or is ``masks.tif``) of a dataset."""
+    """True if ``path`` lies in the ``masks/`` folder (or is ``masks.tif``) of a dataset,
+    or in the ``labels/`` folder of an EndoVis sequence."""
     path = path.resolve()
     if path.name == STACK_FILES["mask"]:
         return True
     for parent in path.parents:
         if parent.name == MASKS_DIR and (parent.parent / IMAGES_DIR).is_dir():
+            return True
+        if parent.name == ENDOVIS_LABELS and (parent.parent / ENDOVIS_FRAMES).is_dir():
             return True
     return False
 

@@ -33,8 +33,11 @@ class MaskFormat:
     change: str = ""  # what could not be kept, for the user; empty if nothing
 
     def describe(self) -> str:
-        what = {"ids": f"{self.dtype[4:]}-bit class ids", "indexed": "palette-indexed classes",
-                "rgb": "RGB colour classes"}[self.kind]  # fmt: skip
+        what = {
+            "ids": f"{self.dtype[4:]}-bit class ids",
+            "indexed": "palette-indexed classes",
+            "rgb": "RGB colour classes",
+        }[self.kind]
         return f"{self.suffix} {what}"
 
 

@@ -94,6 +94,8 @@ def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Data
             "empty dataset: expected images/ and masks/ folders, images.tif and masks.tif, "
             "or EndoVis sequences (seq_N/left_frames/ and seq_N/labels/)",
         )
+    if ds.class_source is None and (root / "classes.json").is_file():
+        ds.class_source = root / "classes.json"
     if check_headers and ds.layout != "stack":
         for ref in ds.frames:
             _check_frame_headers(ref, classes)

@@ -29,6 +29,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGES_DIR, MASKS_DIR, CLEAN_DIR = "images", "masks", "masks_clean"
+ENDOVIS_FRAMES, ENDOVIS_LABELS = "left_frames", "labels"  # seq_N/left_frames, seq_N/labels
 STACK_FILES = {"image": "images.tif", "mask": "masks.tif", "clean": "masks_clean.tif"}
 NO_PALETTE = (
     "RGB mask but no class colours are known: add a palette to classes.json "

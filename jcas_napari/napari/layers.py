@@ -7,14 +7,15 @@ import re
 import numpy as np
 
 from jcas_napari.data.io import ClassInfo
-from jcas_napari.data.viz import palette
+from jcas_napari.data.viz import class_colours
 
 
 def label_colormap(classes: ClassInfo):
-    """A napari DirectLabelColormap with the EndoVis-like part colours (0 transparent)."""
+    """A napari DirectLabelColormap in the dataset's own class colours, or the EndoVis-like
+    part colours when it has none (0 transparent)."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    cols = palette(classes.num_classes).astype(float) / 255
+    cols = class_colours(classes).astype(float) / 255
     colors = {0: np.zeros(4), None: np.zeros(4)}
     for i in range(1, classes.num_classes):
         colors[i] = np.r_[cols[i], 1.0]
