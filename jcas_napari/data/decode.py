@@ -8,6 +8,7 @@ shapes without decoding pixels.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,17 +65,44 @@ _DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, IndexError, Synta
                   KeyError, tifffile.TiffFileError)  # fmt: skip
 
 
+class _TiffWarnings(logging.Handler):
+    """Collects what tifffile logs (it warns about a damaged file instead of raising)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextmanager
 def _reading(path: Path, what: str = "file") -> Iterator[None]:
-    """Turn any decoding failure inside the block into a one-line DatasetError on ``path``."""
+    """Turn any decoding failure inside the block into a one-line DatasetError on ``path``.
+
+    tifffile's warnings (a truncated stack logs "invalid page offset" and then reads fewer
+    pages) are caught too: they would print a stray line, and the short read would be
+    reported as a misleading shape mismatch."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _TiffWarnings(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
         yield
+        if handler.messages:
+            problem = handler.messages[0].rpartition("> ")[2]
+            raise DatasetError(path, f"truncated or corrupt {what} ({problem})")
+    except DatasetError:
+        raise
     except FileNotFoundError:
         raise DatasetError(path, "file not found") from None
     except _DECODE_ERRORS as exc:
         raise DatasetError(
             path, f"unreadable or corrupt {what} ({type(exc).__name__}: {exc})"
         ) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _decode(path: Path, key: int | None) -> np.ndarray:

@@ -53,8 +53,11 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, overwrite: bool 
             raise DatasetError(path, "refusing to overwrite a user's mask; write to a new folder")
         if not overwrite:
             raise DatasetError(path, "file exists; refusing to overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DatasetError(path, f"cannot write ({exc.strerror or exc})") from None
     try:
         # mkstemp creates 0600 files; give outputs the usual permissions instead.
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -63,6 +66,10 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, overwrite: bool 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        # Disk full, quota, read-only: one line that names the file being written.
+        raise DatasetError(path, f"cannot write ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

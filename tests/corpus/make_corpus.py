@@ -150,6 +150,39 @@ def build(root: Path) -> list[Case]:
     write_stack(d, imgs, np.zeros((3, H, W), np.uint8))
     (d / "masks.tif").write_bytes(b"II*\x00" + b"\x00" * 16)
 
+    d = case("stack_truncated", "truncated or corrupt TIFF")
+    write_stack(d, imgs, np.zeros((3, H, W), np.uint8))
+    tif = (d / "masks.tif").read_bytes()
+    (d / "masks.tif").write_bytes(tif[: len(tif) // 2])
+
+    # ---- the EndoVis 2018 layout (seq_N/left_frames, seq_N/labels, labels.json)
+    colours = [[0, 0, 0], [0, 255, 0], [0, 255, 255], [125, 255, 12]]
+    names = ["background-tissue", "instrument-shaft", "instrument-clasper", "instrument-wrist"]
+    for name, labels_json, expect in (
+        ("endovis_labels_json_broken", "[{", "not valid JSON"),
+        ("endovis_labels_json_gap", json.dumps([{"name": n, "color": c, "classid": 2 * i}
+         for i, (n, c) in enumerate(zip(names, colours))]), "without gaps"),
+        ("endovis_labels_json_shape", json.dumps({"names": names}), "expected a list"),
+        ("endovis_no_labels_json", None, "no class colours are known"),
+        ("endovis_frame_without_label", "ok", "frame has no label"),
+        ("endovis_colour_not_in_map", "ok", "is not in the palette"),
+    ):  # fmt: skip
+        d = case(name, expect, commands=("train", "clean", "check"))
+        ok = json.dumps([{"name": n, "color": c, "classid": i}
+                         for i, (n, c) in enumerate(zip(names, colours))])  # fmt: skip
+        if labels_json is not None:
+            (d / "labels.json").parent.mkdir(parents=True, exist_ok=True)
+            (d / "labels.json").write_text(ok if labels_json == "ok" else labels_json)
+        for i in range(2):
+            write_image(d / "seq_1" / "left_frames" / f"frame{i:03d}.png",
+                        np.full((H, W, 3), 90, np.uint8))  # fmt: skip
+            label = np.zeros((H, W, 3), np.uint8)
+            label[4:12, 4:20] = colours[1]
+            if name == "endovis_colour_not_in_map" and i == 1:
+                label[0, 0] = (1, 2, 3)
+            if not (name == "endovis_frame_without_label" and i == 1):
+                write_image(d / "seq_1" / "labels" / f"frame{i:03d}.png", label)
+
     # ---- classes.json
     for name, content, expect in (
         ("classes_bad_json", "{names: [", "not valid JSON"),
