@@ -193,6 +193,10 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
     assert res.exit_code == 0, res.output
     stack = tifffile.imread(out / "masks.tif")
     assert stack.shape == masks.shape and stack.dtype == np.uint8
+    res = runner.invoke(app, ["clean", str(tmp_path / "stack"), "--out", str(out), "--model",
+                              str(out / "run" / "checkpoints" / "best.pt")])  # fmt: skip
+    assert res.exit_code == 0, res.output  # a rerun resumes and rewrites masks.tif
+    assert (tifffile.imread(out / "masks.tif") == stack).all()
     # Folder masks as 16-bit TIFF files: cleaned masks are 16-bit .tif too.
     root = tmp_path / "tif16"
     for t in range(4):
@@ -205,3 +209,21 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
     outs = sorted((tmp_path / "o16" / "masks" / "s").iterdir())
     assert [p.name for p in outs] == [f"f{t}.tif" for t in range(4)]
     assert all(tifffile.imread(p).dtype == np.uint16 for p in outs)
+
+
+def test_default_palette_never_repeats_a_colour():
+    for k in (4, 12, 40, 255):
+        cols = {tuple(c) for c in palette(k).tolist()}
+        assert len(cols) == k and (255, 255, 255) not in cols  # white marks ignore
+
+
+def test_napari_reader_opens_an_endovis_release(release):
+    from jcas_napari.napari.reader import get_reader
+
+    _, noisy, _ = release
+    reader = get_reader(str(noisy))
+    assert reader is not None
+    layers = reader(str(noisy))
+    frames = next(d for d, _, kind in layers if kind == "image")
+    masks = next(d for d, _, kind in layers if kind == "labels")
+    assert frames.shape == (8, 64, 80, 3) and masks.shape == (8, 64, 80)

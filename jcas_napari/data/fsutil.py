@@ -31,7 +31,7 @@ def _is_user_mask_file(path: Path) -> bool:
     """True if ``path`` lies in the ``masks/`` folder (or is ``masks.tif``) of a dataset,
     or in the ``labels/`` folder of an EndoVis sequence."""
     path = path.resolve()
-    if path.name == STACK_FILES["mask"]:
+    if path.name == STACK_FILES["mask"] and (path.parent / STACK_FILES["image"]).exists():
         return True
     for parent in path.parents:
         if parent.name == MASKS_DIR and (parent.parent / IMAGES_DIR).is_dir():

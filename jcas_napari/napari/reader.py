@@ -1,4 +1,5 @@
-"""npe2 reader: a dataset folder (images/, masks/) or a TIFF-stack pair -> layers."""
+"""npe2 reader: a dataset folder (images/, masks/), a TIFF-stack pair or an EndoVis 2018
+release (seq_N/left_frames, seq_N/labels) -> layers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jcas_napari.data.endovis import is_endovis
 from jcas_napari.data.io import STACK_FILES, DatasetError, open_dataset
 from jcas_napari.napari.layers import labels_kwargs
 
@@ -20,7 +22,7 @@ def _dataset_root(path) -> Path | None:
         return p.parent
     if p.is_dir() and ((p / "images").is_dir() or (p / STACK_FILES["image"]).exists()):
         return p
-    return None
+    return p if is_endovis(p) else None
 
 
 def get_reader(path):

@@ -6,14 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from jcas_napari.data.io import TIFF_SUFFIXES, DatasetError, write_mask
+from jcas_napari.data.fsutil import atomic_write_bytes
+from jcas_napari.data.mask_format import MaskFormat, encode_mask
+from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo, DatasetError
+from jcas_napari.data.writers import write_mask
 
 
 def write_labels(path: str, data: np.ndarray, meta: dict) -> list[str]:
     """Write masks (T,H,W) or (H,W). ``path`` ending in .tif/.tiff gives one stack; anything
     else is a folder with one PNG per frame, named by the frame ids the reader recorded.
 
-    Refuses to overwrite the source masks (any file in a dataset's masks/ folder).
+    The data layer's writers refuse to overwrite a user's masks (a dataset's masks/ folder,
+    or the masks.tif beside an images.tif).
     """
     out = Path(path)
     arr = np.asarray(data)
@@ -21,20 +25,10 @@ def write_labels(path: str, data: np.ndarray, meta: dict) -> list[str]:
         raise DatasetError(out, "labels hold values outside 0..255; not a class mask")
     arr = arr.astype(np.uint8)
     if out.suffix.lower() in TIFF_SUFFIXES:
-        if out.exists() and out.name == "masks.tif":
-            raise DatasetError(out, "refusing to overwrite the source masks.tif")
-        import io
-
-        import tifffile
-
-        from jcas_napari.data.io import atomic_write_bytes
-
-        buf = io.BytesIO()
-        tifffile.imwrite(buf, arr, compression="zlib", photometric="minisblack")
-        return [str(atomic_write_bytes(out, buf.getvalue()))]
+        data = encode_mask(arr, MaskFormat(out.suffix, "ids"), ClassInfo())
+        return [str(atomic_write_bytes(out, data))]
     frames = arr[None] if arr.ndim == 2 else arr
-    ids = (meta.get("metadata") or {}).get("frame_ids") or [f"frame{t:05d}" for t in
-                                                             range(len(frames))]  # fmt: skip
+    ids = (meta.get("metadata") or {}).get("frame_ids") or []
     if len(ids) != len(frames):
         ids = [f"frame{t:05d}" for t in range(len(frames))]
     return [str(write_mask(out / f"{fid}.png", m)) for fid, m in zip(ids, frames)]
