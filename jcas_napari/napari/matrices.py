@@ -1,37 +1,69 @@
-"""Transition matrices dock widget: T_C and T_A heatmaps, live during training."""
+"""Transition matrices dock widget: the T_C and T_A of the model in use.
+
+During training the panels follow the estimate live. Once a model is ready (trained, or
+a checkpoint) they show what it stores; once frames are cleaned, the T_C the cleaner's
+rule actually used (estimated on those frames), each labelled. A checkpoint is read in a
+worker, never on the GUI thread.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from jcas_napari.napari.plot import make_canvas
+from jcas_napari.napari.plot import draw_matrix, make_canvas
 from jcas_napari.napari.session import session_for
-from jcas_napari.plots import draw_heatmap
 
 DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
+USED = "used to clean these frames (estimated on them)"
+ANCHOR = "held-out estimate at the end of training"
+LEARNED = "learned by the model (its T_C layer)"
+LIVE = "live estimate during training"
+NO_TRUTH = "no true T_C is known for these layers (only synthetic flip noise records one)"
+
+
+def matrices_of(ckpt: dict) -> dict[str, np.ndarray]:
+    """The T matrices a checkpoint stores (``t_c``, ``t_a``, ``t_c_anchor``), as arrays."""
+    return {k: np.asarray(ckpt[k], float) for k in ("t_c", "t_a", "t_c_anchor") if k in ckpt}
 
 
 class MatricesWidget(QWidget):
-    """Heatmaps of the estimated T_C (K x K) and T_A (2 x 2); where the true T is known
-    (synthetic data: a layer's metadata ``true_t``), a toggle shows it beside them."""
+    """Heatmaps of T_C (K x K) and T_A (2 x 2); where the true T is known (synthetic
+    data: a layer's metadata ``true_t``), a toggle shows it beside them."""
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.canvas, self.fig = make_canvas(4.2, 2.2)
-        self.canvas.setMinimumHeight(220)
-        self.show_true = QCheckBox("show the true T_C (synthetic data)")
-        self.note = QLabel("T[i, j] = P(noisy j | clean i); identity until stage 2 starts.")
+        self.canvas, self.fig = make_canvas(3.6, 3.4)
+        self.canvas.setMinimumSize(260, 240)
+        self.canvas.setToolTip("T[i, j] = P(noisy class j | clean class i); rows sum to 1")
+        self.which = QComboBox()
+        self.which.setToolTip("Which T_C of the model in use to show")
+        self.show_true = QCheckBox("show the true T_C")
+        self.note = QLabel("identity until a model is trained, loaded or used to clean")
         self.note.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        for w in (self.canvas, self.show_true, self.note):
-            layout.addWidget(w)
+        self.note.setToolTip("Where the matrices shown come from")
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        for w in (self.which, self.canvas, self.show_true, self.note):
+            column.addWidget(w)
+        scroll.setWidget(inner)
+        QVBoxLayout(self).addWidget(scroll)
         self.t_c, self.t_a = np.eye(4), np.eye(2)
+        self.options: dict[str, np.ndarray] = {}
+        self.model_name = ""
+        self._worker = None
         self.session.progress.connect(self._on_event)
         self.session.model_ready.connect(self._on_model)
+        self.session.cleaned.connect(self._on_cleaned)
         self.show_true.toggled.connect(lambda _: self.draw())
+        self.which.currentTextChanged.connect(self._pick)
+        self.viewer.layers.events.inserted.connect(self._truth_available)
+        self.viewer.layers.events.removed.connect(self._truth_available)
+        self._truth_available()
         self.draw()
 
     def true_t(self) -> np.ndarray | None:
@@ -41,35 +73,91 @@ class MatricesWidget(QWidget):
                 return np.asarray(t, float)
         return None
 
+    def _truth_available(self, *_) -> None:
+        known = self.true_t() is not None
+        self.show_true.setEnabled(known)
+        self.show_true.setToolTip(
+            "Show the noise process that made these synthetic masks" if known else NO_TRUTH
+        )
+        if not known:
+            self.show_true.setChecked(False)
+        self.show_true.setText("show the true T_C" if known else "show the true T_C (unknown)")
+
     def class_names(self) -> list[str]:
         for layer in self.viewer.layers:
             names = layer.metadata.get("class_names") if hasattr(layer, "metadata") else None
             if names and len(names) == len(self.t_c):
                 return list(names)
-        return list(DEFAULT_NAMES[: len(self.t_c)]) + [
-            str(i) for i in range(len(DEFAULT_NAMES), len(self.t_c))]  # fmt: skip
+        names = list(DEFAULT_NAMES[: len(self.t_c)])
+        return names + [str(i) for i in range(len(names), len(self.t_c))]
+
+    def set_options(self, options: dict[str, np.ndarray], t_a, model: str) -> None:
+        """Offer the T_C matrices in ``options`` (label -> K x K) with T_A of ``model``."""
+        self.options = {k: np.asarray(v, float) for k, v in options.items() if v is not None}
+        self.t_a, self.model_name = np.asarray(t_a, float), model
+        self.which.blockSignals(True)
+        self.which.clear()
+        self.which.addItems(list(self.options))
+        self.which.blockSignals(False)
+        self._pick(self.which.currentText())
+
+    def _pick(self, label: str) -> None:
+        if label in self.options:
+            self.t_c = self.options[label]
+            self.note.setText(f"T_C {label}; T_A learned. Model: {self.model_name}")
+        self.draw()
 
     def set_matrices(self, t_c: np.ndarray, t_a: np.ndarray) -> None:
-        self.t_c, self.t_a = np.asarray(t_c, float), np.asarray(t_a, float)
-        self.draw()
+        self.set_options({LIVE: t_c}, t_a, "the model in training")
 
     def _on_event(self, ev) -> None:
         if ev.kind == "epoch" or (ev.kind == "step" and ev.step % 5 == 0):
             self.set_matrices(ev.t_c, ev.t_a)
 
     def _on_model(self, path: str) -> None:
-        from jcas_napari.core.checkpoint import load_checkpoint
+        """Read the checkpoint's matrices in a worker; show them in the slot."""
+        from napari.qt.threading import create_worker
 
-        ckpt = load_checkpoint(path)
-        self.set_matrices(ckpt["t_c"].numpy(), ckpt["t_a"].numpy())
+        def read() -> dict:
+            from jcas_napari.core.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(path)
+            return matrices_of(ckpt)
+
+        self._worker = create_worker(read)
+        self._worker.returned.connect(lambda m: self.show_checkpoint(m, path))
+        self._worker.start()
+
+    def show_checkpoint(self, mats: dict, name: str, used=None) -> None:
+        """Show a checkpoint's T_C (held-out anchor and learned), and the one cleaning
+        used when given, first: the panels then show the model actually in use."""
+        k = len(mats.get("t_c", np.eye(len(self.t_c))))
+        options = {USED: used, ANCHOR: mats.get("t_c_anchor"), LEARNED: mats.get("t_c")}
+        if all(v is None for v in options.values()):
+            options = {LEARNED: np.eye(k)}
+        self.set_options(options, mats.get("t_a", np.eye(2)), name)
+
+    def _on_cleaned(self, _results) -> None:
+        cleaner = self.session.cleaner  # the one model that cleaned the frames in the GUI
+        if cleaner is None or getattr(cleaner, "checkpoint", None) is None:
+            return
+        ckpt = cleaner.checkpoint
+        mats = matrices_of(ckpt)
+        name = str(cleaner.source or "the model in use")
+        self.show_checkpoint(mats, name, used=np.asarray(cleaner.t_c, float))
 
     def draw(self) -> None:
         self.fig.clear()
         true = self.true_t() if self.show_true.isChecked() else None
-        n = 3 if true is not None else 2
+        if true is None and self.show_true.isChecked():  # ticked, but no truth to show
+            self.show_true.blockSignals(True)
+            self.show_true.setChecked(False)
+            self.show_true.blockSignals(False)
         names = self.class_names()
-        draw_heatmap(self.fig.add_subplot(1, n, 1), self.t_c, names, "estimated T_C")
+        grid = self.fig.add_gridspec(2, 2, height_ratios=(1.6, 1))
+        first = self.fig.add_subplot(grid[0, :] if true is None else grid[0, 0])
+        draw_matrix(first, self.t_c, names, "T_C (model)")
         if true is not None:
-            draw_heatmap(self.fig.add_subplot(1, n, 2), true, names, "true T_C")
-        draw_heatmap(self.fig.add_subplot(1, n, n), self.t_a, ["dissim.", "similar"], "T_A")
+            draw_matrix(self.fig.add_subplot(grid[0, 1]), true, names, "true T_C", ylabel=False)
+        draw_matrix(self.fig.add_subplot(grid[1, 0]), self.t_a, ["dissim.", "similar"], "T_A")
         self.canvas.draw_idle()
