@@ -1,0 +1,172 @@
+"""The trainer's form: layer pickers, model, checkpoint, device and epochs (magicgui).
+
+The layer pickers list the viewer's layers and refresh when layers are added, removed,
+moved or renamed. A layer known to hold true masks (``layers.is_truth``) is never the
+default masks choice; the user may still pick it, and that choice is kept.
+No torch here: the device list starts as ``auto``/``cpu`` and grows once the background
+preload (``runtime``) has found the real devices.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
+
+from jcas_napari.napari import runtime
+from jcas_napari.napari.layers import default_masks
+from jcas_napari.napari.names import RESULT_LAYERS
+
+SHIPPED_CHOICE = "fine-tune shipped model"
+CHECKPOINT_CHOICE = "checkpoint file"
+MODEL_CHOICES = (SHIPPED_CHOICE, "fresh: small", "fresh: deeplab-r101", CHECKPOINT_CHOICE)
+CPU_NOTE = "Training on the CPU is slow: keep the epochs low."
+
+TIPS = {
+    "frames": "Image layer of RGB frames to train on and to clean (T, H, W, 3).",
+    "masks": "Labels layer of the noisy class masks to correct. Layers marked or named as "
+    "ground truth are never picked by default.",
+    "model": "Start from the shipped small model (fine-tune), from a fresh network, or "
+    "from a checkpoint file.",
+    "checkpoint": "A jcas-napari checkpoint (.pt), e.g. one saved with 'Save model…'.",
+    "device": "Where to train: 'auto' picks CUDA, then Apple MPS, then the CPU.",
+    "warmup": "Stage 1 epochs: plain cross-entropy warm-up before the noise model.",
+    "jcas": "Stage 2 epochs: JCAS training with the class and affinity noise matrices.",
+    # The trainer's buttons.
+    "start": "Fine-tune in the background, then clean the frames with the new model.",
+    "cancel": "Stop at the next training step; the previous model stays in use.",
+    "clean": "Propose corrections with the current model (the shipped one if none).",
+    "save": "Write the fine-tuned model to a .pt file of your choice (outside the dataset).",
+}
+
+
+def _layers_of(viewer_ref: weakref.ref, kind: str):
+    """A magicgui choices callable: (name, layer) of the viewer's layers of ``kind``."""
+
+    def choices(_widget) -> list[tuple[str, object]]:
+        import napari.layers
+
+        viewer = viewer_ref()
+        cls = getattr(napari.layers, kind)
+        if viewer is None:
+            return []
+        return [
+            (lay.name, lay)
+            for lay in viewer.layers
+            if isinstance(lay, cls) and lay.name not in RESULT_LAYERS
+        ]
+
+    return choices
+
+
+class TrainerForm(Container):
+    """The inputs of a training run, as magicgui widgets (``.native`` is the QWidget)."""
+
+    def __init__(self, viewer) -> None:
+        ref = weakref.ref(viewer)  # the viewer owns this form's widget: no strong cycle
+        self.frames = ComboBox(label="frames", choices=_layers_of(ref, "Image"))
+        self.masks = ComboBox(label="noisy masks", choices=_layers_of(ref, "Labels"))
+        self.model = ComboBox(label="model", choices=MODEL_CHOICES, value=SHIPPED_CHOICE)
+        self.checkpoint = FileEdit(mode="r", filter="PyTorch checkpoint (*.pt *.pth)")
+        self.checkpoint.label = "checkpoint"
+        self.device = ComboBox(label="device", choices=list(runtime.CHEAP_DEVICES))
+        self.device_note = Label(value="")
+        self.warmup = SpinBox(label="warm-up epochs", min=0, max=1000, value=0)
+        self.jcas = SpinBox(label="JCAS epochs", min=0, max=1000, value=2)
+        super().__init__(
+            widgets=[
+                self.frames,
+                self.masks,
+                self.model,
+                self.checkpoint,
+                self.device,
+                self.device_note,
+                self.warmup,
+                self.jcas,
+            ]
+        )
+        for name in ("frames", "masks", "model", "checkpoint", "device", "warmup", "jcas"):
+            getattr(self, name).tooltip = TIPS[name]
+        self.chosen_masks = ""  # the masks the user picked (then a truth layer is kept)
+        self.masks.native.activated.connect(self._masks_chosen)  # user picks only
+        self.model.changed.connect(self._model_changed)
+        self.device.changed.connect(self._device_changed)
+        self._model_changed(self.model.value)
+        self._device_changed(self.device.value)
+        self.margins = (0, 0, 0, 0)
+
+    # ------------------------------------------------------------------ layer pickers
+
+    def refresh_layers(self) -> None:
+        """Re-read the layer lists; keep the choices, never default to true masks."""
+        current = self.masks.native.currentText()
+        self.frames.reset_choices()  # keeps the current layer if it is still there
+        self.masks.reset_choices()
+        layers = [layer for layer in self.masks.choices if layer is not None]
+        name = default_masks(layers, current, self.chosen_masks) or ""
+        index = self.masks.native.findText(name) if name else -1
+        # Index -1 leaves the picker empty (value None): better no masks than the truth.
+        self.masks.native.setCurrentIndex(index)
+
+    def _masks_chosen(self, index: int) -> None:
+        self.chosen_masks = self.masks.native.itemText(index)
+
+    def selected_layers(self) -> tuple:
+        """The frames and masks layers chosen (ValueError if one is not)."""
+        frames, masks = self.frames.value, self.masks.value
+        for what, layer in (("frames", frames), ("noisy masks", masks)):
+            if layer is None:
+                raise ValueError(f"choose the {what} layer")
+        return frames, masks
+
+    # ------------------------------------------------------------------ model and device
+
+    def _model_changed(self, choice: str) -> None:
+        self.checkpoint.visible = choice == CHECKPOINT_CHOICE
+
+    def _device_changed(self, device: str | None) -> None:
+        others = [c for c in self.device.choices if c not in runtime.CHEAP_DEVICES]
+        cpu = device == "cpu" or (device == "auto" and not others)
+        self.device_note.value = CPU_NOTE if cpu else ""
+        self.device_note.visible = cpu
+
+    def set_devices(self, devices: list[str]) -> None:
+        """The device list once torch is loaded; the current choice stays if present."""
+        current = self.device.value
+        self.device.choices = devices
+        if current in devices:
+            self.device.value = current
+        self._device_changed(self.device.value)
+
+    def config_and_init(self, shipped: Path):
+        """The training config and the checkpoint to start from (None: random init)."""
+        from jcas_napari.core.config import load_config
+
+        choice = self.model.value
+        if choice == SHIPPED_CHOICE:
+            return load_config("small"), str(shipped)
+        if choice == CHECKPOINT_CHOICE:
+            return load_config("small"), str(check_checkpoint_file(self.checkpoint.value))
+        return load_config(choice.split(": ")[1]), None
+
+
+def check_checkpoint_file(path: Path | str | None) -> Path:
+    """A cheap look at a chosen checkpoint before a run starts (ValueError if wrong).
+
+    torch.save writes a zip archive (or, in the legacy format, a pickle that starts with
+    byte 0x80). Anything else is refused here in one line naming the file, instead of a
+    cut PyTorch message from inside the worker.
+    """
+    import zipfile
+
+    p = Path(path) if path is not None else None
+    if p is None or str(p) in ("", "."):  # FileEdit's empty value is Path(".")
+        raise ValueError("choose a checkpoint file (Browse…)")
+    if not p.is_file():
+        raise ValueError(f"checkpoint file not found: {p}")
+    with open(p, "rb") as fh:
+        head = fh.read(2)
+    if not (zipfile.is_zipfile(p) or head[:1] == b"\x80"):
+        raise ValueError(f"{p.name} is not a PyTorch checkpoint (.pt) file: {p}")
+    return p
