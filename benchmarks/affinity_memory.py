@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from requires import add_flag, require
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -101,7 +103,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--child", choices=("naive", "ours"))
+    add_flag(ap)
     a = ap.parse_args()
+    require("affinity_memory.py", ("torch", "jcas_napari", "reference"), a.check_imports)
     if a.child:
         print(child(a.child, tuple(a.grid), a.batch, a.dim, a.device, a.chunk))
     else:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from affinity_memory import memory_baseline, memory_peak
+from requires import add_flag, require
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ("naive", "chunked", "fused")
@@ -94,7 +95,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child", choices=IMPLS)
+    add_flag(ap)
     a = ap.parse_args()
+    require("bench_affinity.py", ("torch", "jcas_napari", "reference"), a.check_imports)
     if a.child:
         print(child(a.child, a.batch, a.dims[0], a.device, a.chunk, a.repeats))
         return

@@ -11,6 +11,7 @@ import tempfile
 import time
 
 import numpy as np
+from requires import add_flag, require
 
 from jcas_napari.data.make import make_dataset
 from jcas_napari.data.noise import PRESETS, corrupt
@@ -21,7 +22,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--sequences", type=int, default=4)
+    add_flag(ap)
     args = ap.parse_args()
+    require("bench_data.py", ("numpy", "PIL", "jcas_napari"), args.check_imports)
     t0 = time.perf_counter()
     _, masks = make_sequence(args.frames, np.random.default_rng(0))
     gen = (time.perf_counter() - t0) / args.frames

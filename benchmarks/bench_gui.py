@@ -17,6 +17,7 @@ import platform
 import time
 
 import numpy as np
+from requires import add_flag, require
 
 
 def measure(app, seconds: float | None, until=None) -> np.ndarray:
@@ -75,7 +76,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=3.0)
     ap.add_argument("--cycles", type=int, default=20)
+    add_flag(ap)
     args = ap.parse_args()
+    require("bench_gui.py", ("torch", "napari", "qtpy", "jcas_napari.napari"), args.check_imports)
     import napari
     import torch
     from qtpy.QtCore import QTimer

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from requires import add_flag, require
 
 from jcas_napari.core.clean import Cleaner, RuleSettings, clean
 from jcas_napari.core.config import load_config
@@ -268,10 +269,9 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+def needs_of(methods: list[str]) -> list[str]:
+    """The modules a run with ``methods`` imports: cleanlab only for the cleanlab method."""
+    return ["numpy", "torch", "jcas_napari", *(["cleanlab"] if "cleanlab" in methods else [])]
 
 
 def main() -> None:
@@ -287,10 +287,9 @@ def main() -> None:
     ap.add_argument("--init", default="none",
                     help="none (random init) or a checkpoint every method starts from")
     ap.add_argument("--methods", nargs="+", default=METHODS[1:] + ["ablations"])
+    add_flag(ap)
     args = ap.parse_args()
-    missing = [m for m in ("cleanlab",) if m in args.methods and not _has(m)]
-    if missing:
-        sys.exit(f"bench_quality: missing module(s) {missing}: pip install -e '.[bench]'")
+    require("bench_quality.py", needs_of(args.methods), args.check_imports)
     torch.set_num_threads(torch.get_num_threads())
     results: dict[str, list] = {}
     t0 = time.time()

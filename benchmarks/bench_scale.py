@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from requires import add_flag, require
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "jcas-small-synthetic.pt"
 
@@ -59,7 +61,9 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 5000])
     ap.add_argument("--work", default="/tmp/jcas_scale")
     ap.add_argument("--child", nargs=2)
+    add_flag(ap)
     args = ap.parse_args()
+    require("bench_scale.py", ("torch", "jcas_napari"), args.check_imports)
     if args.child:
         child(*args.child)
         return

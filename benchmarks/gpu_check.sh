@@ -16,6 +16,10 @@ BUDGET=${BUDGET:-420}
 DEV=${DEVICE:-cuda}  # DEVICE=cpu smoke-tests this script where there is no GPU
 step() { echo "== $* ($(( $(date +%s) - T0 )) s)"; }
 
+step "imports"  # the benchmarks below stop here, not after minutes, if a module is missing
+(cd benchmarks && $PY bench_core.py --check-imports) || exit 2
+$PY benchmarks/bench_quality.py --check-imports || echo "FAIL imports: the quality step will stop"
+
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
