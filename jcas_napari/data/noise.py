@@ -152,62 +152,75 @@ def _uniform_int(rng: np.random.Generator, lo_hi) -> int:
 def draw_params(kind: str, rng: np.random.Generator, num_classes: int, **p) -> dict:
     """Draw the parameters of one corruption (shared by all frames of a segment)."""
     fg = _fg_classes(num_classes)
-    order = [int(c) for c in rng.permutation(fg)]
+    order = [int(c) for c in rng.permutation(fg)]  # drawn for every kind: keeps seeds stable
     if kind == "none":
         return {}
+    if kind in ("symmetric", "asymmetric"):
+        return _matrix_params(kind, num_classes, p)
+    if kind == "mix":
+        return _mix_params(rng, num_classes, fg, order, p)
+    return _shape_params(kind, rng, fg, order, p)
+
+
+def _matrix_params(kind: str, num_classes: int, p: dict) -> dict:
+    """The transition matrix of a pixel-flip corruption."""
     if kind == "symmetric":
         rate = float(p.get("rate", 0.5))
         t = symmetric_matrix(num_classes, rate)
         if p.get("foreground_only"):
             t[0] = np.eye(num_classes)[0]
         return {"rate": rate, "matrix": t}
-    if kind == "asymmetric":
-        if p.get("matrix") is not None:
-            t = np.asarray(p["matrix"], float)
-        elif "rate" in p or num_classes != 4:
-            t = cyclic_matrix(num_classes, float(p.get("rate", 0.5)))
-        else:
-            t = ASYMMETRIC50.copy()
-        if t.shape != (num_classes, num_classes) or not np.allclose(t.sum(1), 1):
-            raise ValueError(f"asymmetric matrix must be {num_classes}x{num_classes}, rows sum 1")
-        return {"matrix": t}
+    if p.get("matrix") is not None:
+        t = np.asarray(p["matrix"], float)
+    elif "rate" in p or num_classes != 4:
+        t = cyclic_matrix(num_classes, float(p.get("rate", 0.5)))
+    else:
+        t = ASYMMETRIC50.copy()
+    if t.shape != (num_classes, num_classes) or not np.allclose(t.sum(1), 1):
+        raise ValueError(f"asymmetric matrix must be {num_classes}x{num_classes}, rows sum 1")
+    return {"matrix": t}
+
+
+def _shape_params(kind: str, rng: np.random.Generator, fg, order: list[int], p: dict) -> dict:
+    """Per-class parameters of a shape corruption (or markov, drop)."""
     if kind == "ellipse":
         lo, hi = p.get("scale", (1.0, 1.2))
         return {"scale": {c: float(rng.uniform(lo, hi)) for c in fg}, "order": order}
     if kind in ("dilate", "erode"):
-        return {"radius": {c: _uniform_int(rng, p.get("radius", (3, 6))) for c in fg},
-                "order": order}  # fmt: skip
+        radius = {c: _uniform_int(rng, p.get("radius", (3, 6))) for c in fg}
+        return {"radius": radius, "order": order}
     if kind == "affine":
         deg = float(p.get("degrees", 30))
         ty, tx = p.get("translate", (0.2, 0.0))  # fraction of H, W (MS-TFAL: vertical only)
         slo, shi = p.get("scale", (0.8, 1.2))
-        return {
-            "affine": {
-                c: (float(rng.uniform(-deg, deg)), float(rng.uniform(-ty, ty)),
-                    float(rng.uniform(-tx, tx)), float(rng.uniform(slo, shi)))
-                for c in fg
-            },
-            "order": order,
+        affine = {
+            c: (float(rng.uniform(-deg, deg)), float(rng.uniform(-ty, ty)),
+                float(rng.uniform(-tx, tx)), float(rng.uniform(slo, shi)))
+            for c in fg
         }  # fmt: skip
+        return {"affine": affine, "order": order}
     if kind == "polygon":
-        return {"vertices": {c: _uniform_int(rng, p.get("vertices", (4, 8))) for c in fg},
-                "jitter": float(p.get("jitter", 0.2)), "order": order}  # fmt: skip
+        vertices = {c: _uniform_int(rng, p.get("vertices", (4, 8))) for c in fg}
+        return {"vertices": vertices, "jitter": float(p.get("jitter", 0.2)), "order": order}
     if kind == "markov":
-        return {k: p.get(k, d) for k, d in
-                (("steps", 60), ("theta1", 0.8), ("theta2", 0.05), ("theta3", 0.2))}  # fmt: skip
+        defaults = (("steps", 60), ("theta1", 0.8), ("theta2", 0.05), ("theta3", 0.2))
+        return {k: p.get(k, d) for k, d in defaults}
     if kind == "drop":
         return {"count": int(p.get("count", 1))}
-    if kind == "mix":
-        probs = p.get("probs", {"dilate": 0.25, "erode": 0.25, "affine": 0.25, "polygon": 0.25})
-        names = list(probs)
-        weights = np.array([probs[n] for n in names], float)
-        choice = {}
-        for c in fg:
-            sub = names[rng.choice(len(names), p=weights / weights.sum())]
-            sub_p = {k: v for k, v in p.items() if k != "probs"}
-            choice[c] = (sub, draw_params(sub, rng, num_classes, **sub_p))
-        return {"choice": choice, "order": order}
     raise ValueError(f"unknown noise kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def _mix_params(rng: np.random.Generator, num_classes: int, fg, order: list[int], p: dict):
+    """For each class, one corruption drawn from ``probs`` and its own parameters."""
+    probs = p.get("probs", {"dilate": 0.25, "erode": 0.25, "affine": 0.25, "polygon": 0.25})
+    names = list(probs)
+    weights = np.array([probs[n] for n in names], float)
+    choice = {}
+    for c in fg:
+        sub = names[rng.choice(len(names), p=weights / weights.sum())]
+        sub_p = {k: v for k, v in p.items() if k != "probs"}
+        choice[c] = (sub, draw_params(sub, rng, num_classes, **sub_p))
+    return {"choice": choice, "order": order}
 
 
 def apply_params(
