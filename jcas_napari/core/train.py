@@ -37,10 +37,11 @@ from jcas_napari.core.batches import (
     sequence_map,
     split_by_sequence,
 )
-from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint
 from jcas_napari.core.config import Config
 from jcas_napari.core.device import pick_device
-from jcas_napari.core.events import TrainEvent, TrainResult, run_sync, write_logs
+from jcas_napari.core.epoch_end import train_result, validate_and_checkpoint
+from jcas_napari.core.events import TrainEvent, TrainResult, run_sync
 from jcas_napari.core.model import JCASNet, build_model
 from jcas_napari.core.steps import (
     ce_step,
@@ -54,8 +55,6 @@ from jcas_napari.core.validate import validate
 from jcas_napari.data.io import remove_stale_temp_files
 from jcas_napari.data.resize import resize_mask
 
-SELECTION_METRIC = "val_noisy_acc"
-GUARD_KEYS = ("val_nll", "prior_nll", "val_gain", "temperature")
 METHODS = ("jcas", "ce", "volmin")
 DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
 
@@ -71,7 +70,8 @@ def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) ->
 
 class Trainer:
     """The state of one training run, with its steps named: ``setup`` (in __init__),
-    ``start_stage``, ``run_epoch`` and ``validate_and_checkpoint``. ``train`` drives it."""
+    ``start_stage`` and ``run_epoch``; ``core.epoch_end.validate_and_checkpoint`` ends
+    each epoch. ``train`` drives it."""
 
     def __init__(self, dataset: Sequence, config: Config, run_dir: Path, *, names: list[str],
                  ignore_index: int, device: str, seed: int, resume: bool,
@@ -271,66 +271,6 @@ class Trainer:
                           losses, t_c, t_a, rate,
                           (self.total_steps - self.step) * n / max(rate, 1e-9))  # fmt: skip
 
-    # ------------------------------------------------------------------ epoch end
-
-    def validate_and_checkpoint(self, epoch: int, sums: dict) -> TrainEvent:
-        """Validate (rank 0), log, and write last.pt (and best.pt when it improved)."""
-        stage = self.epochs[epoch]
-        tcm, tam = self.matrices(stage)
-        val, check = {}, None
-        if self.rank == 0 and self.val_idx:
-            uses_t = stage == 2 and self.method != "ce"
-            check = validate(self.net, self.config, self.dataset, self.val_idx, self.k, self.dev,
-                             self.ignore, self.method == "jcas", tcm if uses_t else None,
-                             self.prior.cpu().numpy())  # fmt: skip
-            val = check.metrics
-        means = {k2: v / self.steps_per_epoch for k2, v in sums.items()}
-        self.history.append({"epoch": epoch, "stage": stage, "lr": self.opt.param_groups[0]["lr"],
-                             **means, **val, "t_c": tcm.tolist(), "t_a": tam.tolist()})  # fmt: skip
-        if self.rank == 0:
-            score = val.get(SELECTION_METRIC, float(epoch))  # no val split: the latest wins
-            improved = score > self.best_score[stage]
-            if improved:
-                self.best_score[stage] = score
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            data = self.payload(epoch, stage, check)
-            save_checkpoint(self.ckpt_dir / "last.pt", data)
-            if improved:
-                save_checkpoint(self.ckpt_dir / "best.pt", data)
-            write_logs(self.run_dir, self.history)
-        devices.barrier()
-        return TrainEvent("epoch", stage, epoch, len(self.epochs), self.step, self.total_steps,
-                          means, tcm, tam, 0.0, 0.0, val)  # fmt: skip
-
-    def payload(self, epoch: int, stage: int, check) -> dict:
-        k = self.k
-        return {
-            "config": self.config.to_dict(), "class_names": self.names,
-            "ignore_index": self.ignore, "model": self.net.state_dict(),
-            "t_c": self.t_c().detach().cpu(), "t_a": self.t_a().detach().cpu(),
-            "t_c_state": self.t_c.state_dict(), "t_a_state": self.t_a.state_dict(),
-            "optimiser": self.opt.state_dict(), "t_optimiser": self.t_opt.state_dict(),
-            "generator": self.gen.get_state(), "epoch": epoch, "stage": stage,
-            "seed": self.seed, "history": self.history,
-            "best_score": {str(s): v for s, v in self.best_score.items()},
-            "prior": self.prior.cpu(), "method": self.method,
-            "thresholds": torch.tensor(check.thresholds if check else [0.5] * k),
-            "t_c_anchor": torch.tensor(check.t_anchor if check else np.eye(k)),
-            "guard": {key: check.metrics[key] for key in GUARD_KEYS} if check else {},
-        }  # fmt: skip
-
-    def result(self, cancelled: bool = False) -> TrainResult:
-        res = TrainResult(self.run_dir, None, None, np.eye(self.k), np.eye(2), self.history,
-                          cancelled)  # fmt: skip
-        if cancelled:
-            return res
-        best, last = self.ckpt_dir / "best.pt", self.ckpt_dir / "last.pt"
-        res.best, res.last = (best if best.exists() else None), (last if last.exists() else None)
-        if res.best is not None:
-            ck = load_checkpoint(res.best, self.k)
-            res.t_c, res.t_a = ck["t_c"].numpy(), ck["t_a"].numpy()
-        return res
-
 
 def train(
     dataset: Sequence,
@@ -369,9 +309,9 @@ def train(
         run.start_stage(epoch)
         sums = yield from run.run_epoch(epoch, should_stop)
         if sums is None:
-            return run.result(cancelled=True)
-        yield run.validate_and_checkpoint(epoch, sums)
-    return run.result()
+            return train_result(run, cancelled=True)
+        yield validate_and_checkpoint(run, epoch, sums)
+    return train_result(run)
 
 
 __all__ = ["CheckpointError", "TrainEvent", "TrainResult", "Trainer", "train", "run_sync",
