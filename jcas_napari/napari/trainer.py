@@ -17,11 +17,9 @@ from functools import partial
 import numpy as np
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
-    QGridLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +33,7 @@ from jcas_napari.napari.plot import loss_plot_widget
 from jcas_napari.napari.provenance import ResultsSource
 from jcas_napari.napari.results_view import ResultsView
 from jcas_napari.napari.session import session_for
-from jcas_napari.napari.trainer_form import MODEL_CHOICES, TIPS, TrainerForm  # noqa: F401
+from jcas_napari.napari.trainer_form import TIPS, TrainerForm, scrolling_column
 
 SHIPPED = shipped_model()
 PRELOAD_POLL_MS = 100
@@ -82,6 +80,7 @@ class TrainerWidget(QWidget):
         self.save_btn.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setToolTip("Training steps, then cleaned frames.")
+        self.progress.setFormat("%v / %m")
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
         self.canvas = loss_plot_widget()
@@ -92,23 +91,12 @@ class TrainerWidget(QWidget):
         self.table = self.results
 
     def _lay_out(self) -> None:
-        """Form, buttons, progress, loss plot and table, in a scroll area: the dock
-        stays short on a small screen (its minimum height is the scroll area's)."""
-        buttons = QGridLayout()
-        for i, btn in enumerate((self.start_btn, self.cancel_btn, self.clean_btn, self.save_btn)):
-            buttons.addWidget(btn, i // 2, i % 2)
-        inner = QWidget()
-        column = QVBoxLayout(inner)
-        column.addWidget(self.form.native)
-        column.addLayout(buttons)
-        for w in (self.progress, self.status, self.canvas, self.table):
-            column.addWidget(w)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
+        """Form, buttons, progress, loss plot and table, in a scroll area (short dock)."""
+        buttons = (self.start_btn, self.cancel_btn, self.clean_btn, self.save_btn)
+        parts = (self.form.native, buttons, self.progress, self.status, self.canvas, self.table)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(scrolling_column(parts))
 
     def _connect(self) -> None:
         self.start_btn.clicked.connect(self.start)

@@ -13,6 +13,8 @@ import weakref
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QComboBox, QGridLayout, QScrollArea, QVBoxLayout, QWidget
 
 from jcas_napari.napari import runtime
 from jcas_napari.napari.layers import default_masks
@@ -88,6 +90,9 @@ class TrainerForm(Container):
         )
         for name in ("frames", "masks", "model", "checkpoint", "device", "warmup", "jcas"):
             getattr(self, name).tooltip = TIPS[name]
+        # FileEdit is a line edit and a button: each carries the tip.
+        self.checkpoint.line_edit.tooltip = TIPS["checkpoint"]
+        self.checkpoint.choose_btn.tooltip = "Browse for the checkpoint file."
         self.chosen_masks = ""  # the masks the user picked (then a truth layer is kept)
         self.masks.native.activated.connect(self._masks_chosen)  # user picks only
         self.model.changed.connect(self._model_changed)
@@ -95,6 +100,12 @@ class TrainerForm(Container):
         self._model_changed(self.model.value)
         self._device_changed(self.device.value)
         self.margins = (0, 0, 0, 0)
+        self.device_note.native.setWordWrap(True)
+        for combo in (self.frames, self.masks, self.model, self.device):
+            # Long layer names must not widen the dock: the pickers shrink, with the full
+            # name in the list that drops down.
+            combo.native.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(8)
 
     # ------------------------------------------------------------------ layer pickers
 
@@ -149,6 +160,41 @@ class TrainerForm(Container):
         if choice == CHECKPOINT_CHOICE:
             return load_config("small"), str(check_checkpoint_file(self.checkpoint.value))
         return load_config(choice.split(": ")[1]), None
+
+
+class VerticalScroll(QScrollArea):
+    """Scrolls up and down only, and is as wide as its content needs: a tall form keeps
+    the dock short, a narrow dock does not hide the buttons' right half."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:  # read now: napari's style sheet changes the sizes
+            bar = self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(self.widget().minimumSizeHint().width() + bar + 2 * self.frameWidth())
+        return hint
+
+
+def scrolling_column(parts) -> VerticalScroll:
+    """The widgets ``parts`` one under the other in a ``VerticalScroll``; a tuple in
+    ``parts`` is a group of buttons, laid out two per row."""
+    inner = QWidget()
+    column = QVBoxLayout(inner)
+    for part in parts:
+        if isinstance(part, tuple):
+            grid = QGridLayout()
+            for i, button in enumerate(part):
+                grid.addWidget(button, i // 2, i % 2)
+            column.addLayout(grid)
+        else:
+            column.addWidget(part)
+    scroll = VerticalScroll()
+    scroll.setWidget(inner)
+    return scroll
 
 
 def check_checkpoint_file(path: Path | str | None) -> Path:
