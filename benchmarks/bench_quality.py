@@ -146,12 +146,19 @@ def probs_of(ckpt: dict, ds, indices, device: str) -> dict[int, np.ndarray]:
     return out
 
 
-def cleaned_from(models, ds, n: int, device: str, settings=None):
-    """Run the core pipeline (``core.clean.clean``) with each model on the frames it owns."""
+def cleaned_from(models, ds, n: int, device: str, settings=None, why: dict | None = None):
+    """Run the core pipeline (``core.clean.clean``) with each model on the frames it owns.
+
+    ``why`` receives what limited the models: the guard's reason (if it stopped a model),
+    the change cap (the noise rate T implies) and the rule's T_C."""
     results = []
     for ckpt, indices in models:
         cleaner = Cleaner(ckpt, device=device, settings=settings)
         results += list(clean(ds, cleaner, indices=indices))
+        if why is not None:
+            why.setdefault("guard", []).append(cleaner.weak_reason)
+            why.setdefault("cap", []).append(cleaner.noise_rate)
+            why.setdefault("t_rule", []).append(cleaner.t_c.tolist())
     results.sort(key=lambda r: r.index)
     assert len(results) == n
     return results
@@ -182,7 +189,8 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
     every = list(range(n))
 
     def score(name: str, models, ckpt=None, settings=None) -> None:
-        res = cleaned_from(models, ds, n, args.device, settings)
+        why: dict = {}
+        res = cleaned_from(models, ds, n, args.device, settings, why)
         proposed = [r.proposed for r in res]
         row = {"cleaned": fg_dice(zip(proposed, truth)),
                "pred": fg_dice(zip([r.prediction for r in res], truth)),
@@ -190,6 +198,11 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
                "regions_per_frame": float(np.mean([len(r.region_info) for r in res]))}  # fmt: skip
         if ckpt is not None:
             row.update(t_errors(ckpt, preset))
+        if preset in TRUE_T:  # the T the rule used, estimated on the frames being cleaned
+            err = np.abs(np.asarray(why["t_rule"]) - TRUE_T[preset])
+            row["t_rule_mae"], row["t_rule_max"] = float(err.mean()), float(err.max())
+        row["guard"] = [g for g in why["guard"] if g]
+        row["cap"] = why["cap"]
         out[name] = row
 
     for method in [m for m in ("ce", "volmin", "jcas") if m in args.methods]:
