@@ -238,8 +238,9 @@ def test_changes_layer_follows_the_decisions(viewer, tmp_path):
 
 def test_corrected_and_reviewed_are_not_shown_on_top_of_each_other(viewer, tmp_path):
     review_of(viewer, tmp_path)
-    assert viewer.layers["reviewed"].visible
-    assert not viewer.layers["corrected"].visible
+    layers = viewer.layers
+    assert layers["reviewed"].visible and not layers["corrected"].visible
+    assert layers.index(layers["changes"]) > layers.index(layers["reviewed"])
 
 
 # ---------------------------------------------------------------- 5. matrices
@@ -398,3 +399,34 @@ def test_widgets_are_compact_and_the_counter_is_never_cut_off(viewer, tmp_path, 
     counter = review.counter
     assert counter.height() >= counter.heightForWidth(counter.width())
     assert counter.width() <= review.width()
+
+
+# ---------------------------------------------------------------- docs/matrices.png
+
+
+def test_matrices_screenshot_of_the_shipped_model(make_napari_viewer, qtbot, tmp_path):
+    """The matrices dock alone at its default size, with the shipped model's T_C and the
+    true T_C of the flip sample (JCAS_WRITE_DOCS=1 writes docs/matrices.png)."""
+    import os
+    from pathlib import Path
+
+    from jcas_napari.assets import shipped_model
+    from jcas_napari.data.io import write_image
+    from jcas_napari.napari.matrices import MatricesWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open_sample("jcas-napari", "flip-sequence")
+    matrices = MatricesWidget(viewer)
+    viewer.window.add_dock_widget(matrices, name="Transition matrices", area="right")
+    matrices.session.model_ready.emit(str(shipped_model()))
+    qtbot.waitUntil(lambda: matrices.which.count() > 0, timeout=20_000)
+    assert matrices.show_true.isEnabled()
+    matrices.show_true.setChecked(True)
+    assert len(matrices.fig.axes) == 3  # estimated T_C, true T_C, T_A
+    qtbot.wait(300)
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    out = (docs if os.environ.get("JCAS_WRITE_DOCS") else tmp_path) / "matrices.png"
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    write_image(out, np.ascontiguousarray(img[..., :3]))
+    assert img[..., :3].std() > 10

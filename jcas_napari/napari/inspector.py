@@ -8,6 +8,7 @@ slot, on the GUI thread. A click during a run waits, and only the newest one run
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from jcas_napari.napari.session import session_for
@@ -45,6 +46,7 @@ class InspectorWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.readout = QLabel(HELP)
         self.readout.setWordWrap(True)
+        self.readout.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.readout.setToolTip(HELP)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

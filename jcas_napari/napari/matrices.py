@@ -50,12 +50,14 @@ class MatricesWidget(QWidget):
         column = QVBoxLayout(inner)
         for w in (self.which, self.canvas, self.show_true, self.note):
             column.addWidget(w)
+        column.addStretch(1)  # the note stays under the panels in a tall dock
         scroll.setWidget(inner)
         QVBoxLayout(self).addWidget(scroll)
         self.t_c, self.t_a = np.eye(4), np.eye(2)
         self.options: dict[str, np.ndarray] = {}
         self.model_name = ""
         self._worker = None
+        self._shown = 0  # counts what was asked to be shown; a late checkpoint read yields
         self.session.progress.connect(self._on_event)
         self.session.model_ready.connect(self._on_model)
         self.session.cleaned.connect(self._on_cleaned)
@@ -124,8 +126,15 @@ class MatricesWidget(QWidget):
             ckpt = load_checkpoint(path)
             return matrices_of(ckpt)
 
+        self._shown += 1
+        shown = self._shown
+
+        def done(mats: dict) -> None:
+            if shown == self._shown:  # nothing newer (a cleaning's T) was shown meanwhile
+                self.show_checkpoint(mats, path)
+
         self._worker = create_worker(read)
-        self._worker.returned.connect(lambda m: self.show_checkpoint(m, path))
+        self._worker.returned.connect(done)
         self._worker.start()
 
     def show_checkpoint(self, mats: dict, name: str, used=None) -> None:
@@ -139,6 +148,7 @@ class MatricesWidget(QWidget):
 
     def _on_cleaned(self, _results) -> None:
         cleaner = self.session.cleaner  # the one model that cleaned the frames in the GUI
+        self._shown += 1
         if cleaner is None or getattr(cleaner, "checkpoint", None) is None:
             return
         ckpt = cleaner.checkpoint

@@ -88,7 +88,8 @@ class ReviewPanel(QWidget):
             self.buttons[action] = btn = QPushButton(label)
             btn.setToolTip(tip)
             btn.clicked.connect(lambda _=False, a=action: self.do(a))
-            grid.addWidget(btn, i // 2, i % 2)
+            # Two per row; the long "Accept frame" and "Undo" labels get a row each.
+            grid.addWidget(btn, *((i // 2, i % 2, 1, 1) if i < 4 else (i - 2, 0, 1, 2)))
         out_row = QHBoxLayout()
         out_row.addWidget(QLabel("save to"))
         out_row.addWidget(self.out_edit, 1)

@@ -164,6 +164,8 @@ class ReviewWidget(ReviewPanel):
         if changes is not None and changes.data.shape == s.regions.shape:
             changes.colormap = view.changes_colormap()
             self._paint_changes(range(len(s.regions)))
+            # Above `reviewed`: its decision colours are not tinted by the masks' colours.
+            layers.move(layers.index(changes), layers.index(layer) + 1)
         layers.selection.active = layer  # paint here; the keys work on any layer
 
     def _resume(self, saved: Path) -> int:
