@@ -226,6 +226,45 @@ def test_sample_opens_from_the_shipped_file_without_generating(viewer, monkeypat
     np.testing.assert_allclose(noisy.metadata["true_t"], expected[3])
 
 
+def test_workers_leave_qt_a_pool_thread(tmp_path):
+    """Qt converts large images in its global thread pool for the GUI thread, which waits
+    holding the GIL (napari's activity spinner does it when a task starts). With the pool
+    full of workers that wait for the GIL, that was a deadlock (it hung the GUI tests on 2
+    cores). In a subprocess: a pool of one thread, one busy Python worker, a conversion."""
+    code = textwrap.dedent("""
+        import threading, time
+        from napari.qt.threading import create_worker
+        from qtpy.QtCore import QThreadPool
+        from qtpy.QtGui import QImage
+        from qtpy.QtWidgets import QApplication
+        from jcas_napari.napari.trainer_worker import start_worker
+        app = QApplication([])
+        pool = QThreadPool.globalInstance()
+        pool.setMaxThreadCount(1)
+        stop, done = threading.Event(), []
+        def spin():
+            while not stop.is_set():
+                sum(range(2000))
+                yield
+        worker = create_worker(spin)
+        worker.finished.connect(lambda: done.append(1))
+        start_worker(worker)
+        deadline = time.time() + 30
+        while pool.activeThreadCount() < 1 and time.time() < deadline:
+            app.processEvents()
+        big = QImage(1024, 1024, QImage.Format_RGB32)
+        big.fill(0)
+        print("CONVERTED", not big.scaled(700, 700, transformMode=1).isNull(), flush=True)
+        stop.set()
+        while not done and time.time() < deadline:
+            app.processEvents()
+    """)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert "CONVERTED True" in res.stdout, res.stderr[-2000:]
+
+
 # ------------------------------------------------- items 5 and 6: progress, run folders
 
 

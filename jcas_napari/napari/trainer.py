@@ -109,13 +109,11 @@ class TrainerWidget(QWidget):
         events.inserted.connect(self._watch_name)
         for layer in self.viewer.layers:
             layer.events.name.connect(self.refresh_layers)
-        # Closing: the widget's own end, and the viewer's (an undocked widget outlives it).
+        # Closing the viewer destroys its docked widgets; an undocked one goes with Python's
+        # collection or exit (RunFolders' finalizer).
         self.destroyed.connect(partial(work.remove_tree, self.runs.root))
         stop = self._stop
         self.destroyed.connect(lambda *_: stop.set())
-        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
-        if window is not None:
-            window.destroyed.connect(partial(work.remove_tree, self.runs.root))
 
     # ------------------------------------------------------------------ inputs
 
@@ -197,7 +195,7 @@ class TrainerWidget(QWidget):
         self.worker.finished.connect(partial(self._on_finished, self._run_id))
         self._set_running(True)
         self.status.setText("training…")
-        self.worker.start()
+        work.start_worker(self.worker)
 
     def cancel(self) -> None:
         """Stop at the next step; the previous model stays.
@@ -287,7 +285,7 @@ class TrainerWidget(QWidget):
         self.worker.errored.connect(self._report)
         self._set_running(True)
         self.status.setText("cleaning…")
-        self.worker.start()
+        work.start_worker(self.worker)
 
     def _on_cleaned_frame(self, result) -> None:
         self._results.append(result)
@@ -361,7 +359,7 @@ class TrainerWidget(QWidget):
         self.save_worker.returned.connect(self._on_saved)
         self.save_worker.errored.connect(self._report)
         self.status.setText(f"saving the model to {dest}…")
-        self.save_worker.start()
+        work.start_worker(self.save_worker)
 
     def _on_saved(self, dest) -> None:
         self.status.setText(f"model saved to {dest}")

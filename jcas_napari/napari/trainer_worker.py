@@ -35,6 +35,24 @@ def ask_save_path(parent, layers) -> str:
     return path
 
 
+def start_worker(worker) -> None:
+    """Start a napari worker, keeping a thread of Qt's global pool free.
+
+    napari's workers run in ``QThreadPool.globalInstance()``. Qt converts large images in
+    that same pool on the GUI thread's behalf and waits for it, GIL held: napari's
+    activity spinner does so when a task starts. With every pool thread in a worker that
+    waited for the GIL (two threads on 2 cores: training ending while cleaning imports),
+    the GUI thread waited forever (a deadlock seen in the GUI tests).
+    """
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    needed = pool.activeThreadCount() + 2  # this worker's thread and one free for Qt
+    if pool.maxThreadCount() < needed:
+        pool.setMaxThreadCount(needed)
+    worker.start()
+
+
 def remove_tree(root: Path | str, *_signal_args) -> None:
     """Delete ``root`` if it is there (usable as a Qt slot: extra arguments ignored)."""
     shutil.rmtree(root, ignore_errors=True)
