@@ -82,9 +82,22 @@ def measure(grid=(64, 64), batch=2, dim=64, device="cpu", chunk=512) -> dict:
     """Run both implementations in fresh processes; return their peaks and the ratio."""
     out = {}
     for impl in ("naive", "ours"):
-        cmd = [sys.executable, __file__, "--child", impl, "--grid", *map(str, grid),
-               "--batch", str(batch), "--dim", str(dim), "--device", device,
-               "--chunk", str(chunk)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            impl,
+            "--grid",
+            *map(str, grid),
+            "--batch",
+            str(batch),
+            "--dim",
+            str(dim),
+            "--device",
+            device,
+            "--chunk",
+            str(chunk),
+        ]
         # A fixed mmap threshold makes glibc return every large freed block to the OS, so
         # resident memory tracks live tensors (the dynamic threshold would keep freed
         # chunks in the heap and inflate the chunked version's peak).

@@ -77,8 +77,22 @@ def child(impl: str, batch: int, dim: int, device: str, chunk: int, repeats: int
 
 def run_child(impl: str, batch: int, dim: int, device: str, chunk: int, repeats: int):
     """(seconds, peak bytes, loss) of one variant, measured in a fresh interpreter."""
-    cmd = [sys.executable, __file__, "--child", impl, "--batch", str(batch), "--dims", str(dim),
-           "--device", device, "--chunk", str(chunk), "--repeats", str(repeats)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        impl,
+        "--batch",
+        str(batch),
+        "--dims",
+        str(dim),
+        "--device",
+        device,
+        "--chunk",
+        str(chunk),
+        "--repeats",
+        str(repeats),
+    ]
     # A fixed mmap threshold returns every large freed block to the OS, so resident memory
     # tracks live tensors instead of glibc's cached heap.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -104,11 +118,15 @@ def main() -> None:
     import torch
 
     print(f"Command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device "
-          f"{a.device}, torch {torch.__version__}\n")  # fmt: skip
-    print(f"B={a.batch}, features 32x40 -> 64x64 grid (N=4096), chunk {a.chunk}, "
-          f"forward+backward best of {a.repeats}\n")  # fmt: skip
+    print(
+        f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device "
+        f"{a.device}, torch {torch.__version__}\n"
+    )
+    print(
+        f"B={a.batch}, features 32x40 -> 64x64 grid (N=4096), chunk {a.chunk}, "
+        f"forward+backward best of {a.repeats}\n"
+    )
     print("| D | form | time s | time / naive | peak MiB | peak / naive | loss |")
     print("|---|---|---|---|---|---|---|")
     for dim in a.dims:
@@ -116,8 +134,11 @@ def main() -> None:
         t0, m0 = res["naive"][0], res["naive"][1]
         for impl in IMPLS:
             sec, peak, value = res[impl]
-            print(f"| {dim} | {impl} | {sec:.3f} | {sec / t0:.2f} | {peak / 2**20:.0f} "
-                  f"| {peak / m0:.3f} | {value:.6f} |", flush=True)  # fmt: skip
+            print(
+                f"| {dim} | {impl} | {sec:.3f} | {sec / t0:.2f} | {peak / 2**20:.0f} "
+                f"| {peak / m0:.3f} | {value:.6f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -93,11 +93,17 @@ def setup(name: str, batch: int, device: str) -> tuple[dict, dict]:
         "bare_infer": infer(False),
         "dar_infer": infer(True),
         "naive_aff": loss(naive_affinity_loss),
-        "fused_aff": loss(lambda f, lab, v, t: fused_affinity_loss(f, lab, v, t,
-                                                                   cfg.affinity.chunk)),
-    }  # fmt: skip
-    facts = {"config": name, "batch": batch, "size": f"{h}x{w}", "grid": grid,
-             "dim": feats.shape[1]}  # fmt: skip
+        "fused_aff": loss(
+            lambda f, lab, v, t: fused_affinity_loss(f, lab, v, t, cfg.affinity.chunk)
+        ),
+    }
+    facts = {
+        "config": name,
+        "batch": batch,
+        "size": f"{h}x{w}",
+        "grid": grid,
+        "dim": feats.shape[1],
+    }
     return calls, facts
 
 
@@ -128,9 +134,11 @@ def profile(name: str, batch: int, device: str, steps: int, rows: int) -> None:
         ev = prof.key_averages()
         n_ops = sum(e.count for e in ev)
         reads = sum(e.count for e in ev if e.key in HOST_READS)
-        print(f"\n**{name} ({facts['size']}, batch {batch}), {label}**: {n_ops / steps:.0f} "
-              f"operator calls and {reads / steps:.0f} host reads (item / bool) per step, "
-              f"{steps} steps profiled; top {rows} by self CPU time:\n")  # fmt: skip
+        print(
+            f"\n**{name} ({facts['size']}, batch {batch}), {label}**: {n_ops / steps:.0f} "
+            f"operator calls and {reads / steps:.0f} host reads (item / bool) per step, "
+            f"{steps} steps profiled; top {rows} by self CPU time:\n"
+        )
         print("```")
         print(ev.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40))
         print("```")
@@ -138,11 +146,13 @@ def profile(name: str, batch: int, device: str, steps: int, rows: int) -> None:
 
 def _row(r: dict) -> str:
     grid = f"{r['grid'][0]}x{r['grid'][1]}"
-    return (f"| {r['config']} | {r['size']} | {r['batch']} | {grid} | {r['ce_step']:.3f} | "
-            f"{r['jcas_step']:.3f} | {r['jcas_step'] / r['ce_step']:.2f} | "
-            f"{r['bare_infer']:.3f} | {r['dar_infer']:.3f} | "
-            f"{r['dar_infer'] / r['bare_infer']:.2f} | {r['naive_aff']:.4f} | "
-            f"{r['fused_aff']:.4f} | {r['fused_aff'] / r['naive_aff']:.2f} |")  # fmt: skip
+    return (
+        f"| {r['config']} | {r['size']} | {r['batch']} | {grid} | {r['ce_step']:.3f} | "
+        f"{r['jcas_step']:.3f} | {r['jcas_step'] / r['ce_step']:.2f} | "
+        f"{r['bare_infer']:.3f} | {r['dar_infer']:.3f} | "
+        f"{r['dar_infer'] / r['bare_infer']:.2f} | {r['naive_aff']:.4f} | "
+        f"{r['fused_aff']:.4f} | {r['fused_aff'] / r['naive_aff']:.2f} |"
+    )
 
 
 def main() -> None:
@@ -161,23 +171,31 @@ def main() -> None:
     import torch
     from affinity_memory import measure
 
-    print(f"Machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, device {args.device}, "
-          f"torch {torch.__version__}\n")  # fmt: skip
-    print("| config | input | batch | grid | CE step s | JCAS stage-2 step s | ratio (<=1.3) "
-          "| bare infer s | DAR infer s | ratio (<=1.2) | naive aff. loss s | fused aff. "
-          "loss s | ratio |")  # fmt: skip
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, device {args.device}, "
+        f"torch {torch.__version__}\n"
+    )
+    print(
+        "| config | input | batch | grid | CE step s | JCAS stage-2 step s | ratio (<=1.3) "
+        "| bare infer s | DAR infer s | ratio (<=1.2) | naive aff. loss s | fused aff. "
+        "loss s | ratio |"
+    )
     print("|---" * 13 + "|")
     # The big config at batch 4 does not fit the CPU budget; a GPU takes the full batch.
-    batches = {n: args.batch if n == "small" or args.device != "cpu" else min(args.batch, 2)
-               for n in args.configs}  # fmt: skip
+    batches = {
+        n: args.batch if n == "small" or args.device != "cpu" else min(args.batch, 2)
+        for n in args.configs
+    }
     for name in args.configs:
         print(_row(bench_config(name, batches[name], args.repeats, args.device)), flush=True)
     if not args.no_memory:
         mem = measure((64, 64), batch=2, dim=64, device=args.device, chunk=512)
-        print(f"\nAffinity loss forward+backward, 64x64 grid, batch 2, D=64: naive "
-              f"{mem['naive'] / 2**20:.0f} MiB, ours {mem['ours'] / 2**20:.0f} MiB, "
-              f"ratio {mem['ratio']:.3f} (<= 0.25)")  # fmt: skip
+        print(
+            f"\nAffinity loss forward+backward, 64x64 grid, batch 2, D=64: naive "
+            f"{mem['naive'] / 2**20:.0f} MiB, ours {mem['ours'] / 2**20:.0f} MiB, "
+            f"ratio {mem['ratio']:.3f} (<= 0.25)"
+        )
     if args.profile:
         for name in args.configs:
             profile(name, batches[name], args.device, args.profile_steps, args.rows)

@@ -40,8 +40,10 @@ def main() -> None:
         make_dataset(f"{tmp}/ds", sequences=args.sequences, frames=args.frames, noise="mix")
         total = time.perf_counter() - t0
     n = args.sequences * args.frames
-    print(f"\n`make_dataset` {args.sequences}x{args.frames} frames, preset mix, PNG output: "
-          f"{total:.1f} s ({1000 * total / n:.0f} ms/frame)")  # fmt: skip
+    print(
+        f"\n`make_dataset` {args.sequences}x{args.frames} frames, preset mix, PNG output: "
+        f"{total:.1f} s ({1000 * total / n:.0f} ms/frame)"
+    )
 
 
 if __name__ == "__main__":

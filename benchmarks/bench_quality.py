@@ -103,11 +103,13 @@ def detection(noisy, clean, proposed) -> dict[str, float]:
         fn += int((wrong & ~changed).sum())
         fixed += int((changed & (p == c)).sum())
         n += g.size
-    return {"precision": tp / max(tp + fp, 1) if tp + fp else None,
-            "recall": tp / max(tp + fn, 1) if tp + fn else None,
-            "fixed_precision": fixed / max(tp + fp, 1) if tp + fp else None,
-            "fixed_recall": fixed / max(tp + fn, 1) if tp + fn else None,
-            "changed": (tp + fp) / max(n, 1)}  # fmt: skip
+    return {
+        "precision": tp / max(tp + fp, 1) if tp + fp else None,
+        "recall": tp / max(tp + fn, 1) if tp + fn else None,
+        "fixed_precision": fixed / max(tp + fp, 1) if tp + fp else None,
+        "fixed_recall": fixed / max(tp + fn, 1) if tp + fn else None,
+        "changed": (tp + fp) / max(n, 1),
+    }
 
 
 def frame_dice(mask: np.ndarray, truth: np.ndarray) -> float:
@@ -128,11 +130,22 @@ def top_precision(results, noisy, clean, top: int = 20) -> float | None:
     return right / len(regions[:top]) if regions else None
 
 
-def train_model(ds, cfg, run: Path, method: str, seed: int, device: str, indices=None,
-                init=None) -> dict:  # fmt: skip
+def train_model(
+    ds, cfg, run: Path, method: str, seed: int, device: str, indices=None, init=None
+) -> dict:
     """Train one model; the contents of its best checkpoint."""
-    res = run_sync(train(ds, cfg, run, method=method, seed=seed, device=device,
-                         train_indices=indices, init_checkpoint=init))  # fmt: skip
+    res = run_sync(
+        train(
+            ds,
+            cfg,
+            run,
+            method=method,
+            seed=seed,
+            device=device,
+            train_indices=indices,
+            init_checkpoint=init,
+        )
+    )
     return torch.load(res.best, weights_only=True)
 
 
@@ -176,8 +189,14 @@ def t_errors(ckpt: dict, preset: str) -> dict:
 
 def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
     root = tmp / f"{preset}_{seed}"
-    make_dataset(root, sequences=args.sequences, frames=args.frames, noise=preset,
-                 seed=1000 + seed, family=args.family)  # fmt: skip
+    make_dataset(
+        root,
+        sequences=args.sequences,
+        frames=args.frames,
+        noise=preset,
+        seed=1000 + seed,
+        family=args.family,
+    )
     ds = open_dataset(root)
     n = len(ds)
     noisy = [ds[i].mask for i in range(n)]
@@ -192,10 +211,13 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
         why: dict = {}
         res = cleaned_from(models, ds, n, args.device, settings, why)
         proposed = [r.proposed for r in res]
-        row = {"cleaned": fg_dice(zip(proposed, truth)),
-               "pred": fg_dice(zip([r.prediction for r in res], truth)),
-               "top20": top_precision(res, noisy, truth), **detection(noisy, truth, proposed),
-               "regions_per_frame": float(np.mean([len(r.region_info) for r in res]))}  # fmt: skip
+        row = {
+            "cleaned": fg_dice(zip(proposed, truth)),
+            "pred": fg_dice(zip([r.prediction for r in res], truth)),
+            "top20": top_precision(res, noisy, truth),
+            **detection(noisy, truth, proposed),
+            "regions_per_frame": float(np.mean([len(r.region_info) for r in res])),
+        }
         if ckpt is not None:
             row.update(t_errors(ckpt, preset))
         if preset in TRUE_T:  # the T the rule used, estimated on the frames being cleaned
@@ -215,8 +237,11 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
         kfold(ds, cfg, args, tmp, seed, init, every, noisy, truth, out, score)
     if "clean-upper" in args.methods:
         ckpt = train_model(CleanView(ds), cfg, tmp / "run_upper", "ce", seed, args.device)
-        out["clean-upper"] = {"cleaned": fg_dice(zip([p.argmax(0) for p in probs_of(
-            ckpt, ds, every, args.device).values()], truth))}  # fmt: skip
+        out["clean-upper"] = {
+            "cleaned": fg_dice(
+                zip([p.argmax(0) for p in probs_of(ckpt, ds, every, args.device).values()], truth)
+            )
+        }
     return out
 
 
@@ -243,9 +268,11 @@ def kfold(ds, cfg, args, tmp, seed, init, every, noisy, truth, out, score) -> No
         issues = find_label_issues(labels, pred_probs, downsample=1, n_jobs=1, verbose=False)
         cl_pred = pred_probs.argmax(1)
         proposed = [np.where(issues[i], cl_pred[i], noisy[i]).astype(np.uint8) for i in every]
-        out["cleanlab"] = {"cleaned": fg_dice(zip(proposed, truth)),
-                           "pred": fg_dice(zip(cl_pred.astype(np.uint8), truth)),
-                           **detection(noisy, truth, proposed)}  # fmt: skip
+        out["cleanlab"] = {
+            "cleaned": fg_dice(zip(proposed, truth)),
+            "pred": fg_dice(zip(cl_pred.astype(np.uint8), truth)),
+            **detection(noisy, truth, proposed),
+        }
 
 
 def _device_name(device: str) -> str:
@@ -261,20 +288,30 @@ def fmt(vals: list[float]) -> str:
     return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0:.3f}"
 
 
-COLUMNS = [("cleaned", "mDice cleaned"), ("pred", "mDice predictions"),
-           ("changed", "px changed"), ("precision", "changed-px precision"),
-           ("recall", "changed-px recall"), ("fixed_precision", "changed px now right"),
-           ("top20", "top-20 region precision"), ("regions_per_frame", "regions / frame"),
-           ("t_mae", "T_C MAE"), ("t_max", "T_C max err"), ("t_anchor_mae", "anchor T MAE")]
+COLUMNS = [
+    ("cleaned", "mDice cleaned"),
+    ("pred", "mDice predictions"),
+    ("changed", "px changed"),
+    ("precision", "changed-px precision"),
+    ("recall", "changed-px recall"),
+    ("fixed_precision", "changed px now right"),
+    ("top20", "top-20 region precision"),
+    ("regions_per_frame", "regions / frame"),
+    ("t_mae", "T_C MAE"),
+    ("t_max", "T_C max err"),
+    ("t_anchor_mae", "anchor T MAE"),
+]
 
 
 def table(results: dict) -> str:
     lines = []
     for preset, runs in results.items():
         names = list(dict.fromkeys(m for r in runs for m in r))
-        lines += [f"\n**{preset}** ({len(runs)} seeds)\n",
-                  "| method | " + " | ".join(c[1] for c in COLUMNS) + " |",
-                  "|---" * (len(COLUMNS) + 1) + "|"]  # fmt: skip
+        lines += [
+            f"\n**{preset}** ({len(runs)} seeds)\n",
+            "| method | " + " | ".join(c[1] for c in COLUMNS) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|",
+        ]
         for m in names:
             col = [r.get(m, {}) for r in runs]
             cells = [fmt([c.get(key) for c in col]) for key, _ in COLUMNS]
@@ -297,8 +334,9 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/quality.json")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (training and inference)")
     ap.add_argument("--family", default="a", help="scene family: a, or b (domain shift)")
-    ap.add_argument("--init", default="none",
-                    help="none (random init) or a checkpoint every method starts from")
+    ap.add_argument(
+        "--init", default="none", help="none (random init) or a checkpoint every method starts from"
+    )
     ap.add_argument("--methods", nargs="+", default=METHODS[1:] + ["ablations"])
     add_flag(ap)
     args = ap.parse_args()
@@ -310,13 +348,18 @@ def main() -> None:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 results.setdefault(preset, []).append(run_one(preset, seed, args, Path(tmp)))
-            print(f"{preset} seed {seed} done at {time.time() - t0:.0f} s", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"{preset} seed {seed} done at {time.time() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"Command: python benchmarks/bench_quality.py {' '.join(sys.argv[1:])}")
-    print(f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"{_device_name(args.device)}; "
-          f"total {time.time() - t0:.0f} s")  # fmt: skip
+    print(
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{_device_name(args.device)}; "
+        f"total {time.time() - t0:.0f} s"
+    )
     print(table(results))
 
 

@@ -45,8 +45,9 @@ def subset(full: Path, n: int, dst: Path) -> Path:
     """A dataset of the first n frames of ``full`` (hard links, no copies)."""
     if dst.exists():
         return dst
-    ids = sorted(p.relative_to(full / "images").with_suffix("") for p in
-                 (full / "images").rglob("*.png"))[:n]  # fmt: skip
+    ids = sorted(
+        p.relative_to(full / "images").with_suffix("") for p in (full / "images").rglob("*.png")
+    )[:n]
     for folder in ("images", "masks", "masks_clean"):
         for fid in ids:
             src = full / folder / f"{fid}.png"
@@ -82,11 +83,17 @@ def main() -> None:
     for n in args.sizes:
         ds = subset(full, n, work / f"n{n}")
         out = work / f"out{n}"
-        res = subprocess.run([sys.executable, __file__, "--child", str(ds), str(out)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, __file__, "--child", str(ds), str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         frames, secs, peak = res.stdout.split()
-        print(f"| {frames} | {float(secs):.1f} | {1000 * float(secs) / int(frames):.1f} | {peak} |",
-              flush=True)
+        print(
+            f"| {frames} | {float(secs):.1f} | {1000 * float(secs) / int(frames):.1f} | {peak} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ def require(script: str, modules: Iterable[str], check_only: bool = False) -> No
         sys.path.append(str(ROOT / "tests"))  # tests/reference.py: the naive forms
     missing = [m for m in dict.fromkeys(modules) if not _found(m)]
     if missing:
-        how = "; ".join(f"{m}: {HINTS.get(m.split('.')[0], 'pip install ' + m)}"
-                        for m in missing)  # fmt: skip
+        how = "; ".join(f"{m}: {HINTS.get(m.split('.')[0], 'pip install ' + m)}" for m in missing)
         print(f"{script}: missing module(s) {', '.join(missing)} ({how})", file=sys.stderr)
         sys.exit(2)
     if check_only:
@@ -50,6 +49,8 @@ def require(script: str, modules: Iterable[str], check_only: bool = False) -> No
 
 def add_flag(parser) -> None:
     """The ``--check-imports`` option of every benchmark's argparse parser."""
-    parser.add_argument("--check-imports", action="store_true",
-                        help="only check that every module this benchmark needs is "
-                        "installed, then exit")  # fmt: skip
+    parser.add_argument(
+        "--check-imports",
+        action="store_true",
+        help="only check that every module this benchmark needs is installed, then exit",
+    )

@@ -19,8 +19,18 @@ from jcas_napari.data.noise import PRESETS, corrupt  # noqa: E402
 from jcas_napari.data.synthetic import make_frame  # noqa: E402
 from jcas_napari.data.viz import colorize  # noqa: E402
 
-SHOWN = ["symmetric50", "asymmetric50", "ellipse", "dilate", "erode", "affine", "polygon",
-         "markov", "drop", "mix"]  # fmt: skip
+SHOWN = [
+    "symmetric50",
+    "asymmetric50",
+    "ellipse",
+    "dilate",
+    "erode",
+    "affine",
+    "polygon",
+    "markov",
+    "drop",
+    "mix",
+]
 
 
 def main() -> None:
@@ -35,8 +45,12 @@ def main() -> None:
         changed = np.zeros(clean.shape + (3,), np.uint8)
         changed[info.changed] = (255, 40, 40)
         panels = [image, colorize(clean), colorize(noisy), changed]
-        titles = ["image", "clean mask", f"noisy: {name} ({PRESETS[name][0]})",
-                  f"changed {100 * info.disagreement:.1f}% of pixels"]  # fmt: skip
+        titles = [
+            "image",
+            "clean mask",
+            f"noisy: {name} ({PRESETS[name][0]})",
+            f"changed {100 * info.disagreement:.1f}% of pixels",
+        ]
         for ax, img, title in zip(row, panels, titles):
             ax.imshow(img)
             ax.set_title(title, fontsize=7)

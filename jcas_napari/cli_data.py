@@ -30,7 +30,8 @@ def make_dataset_cmd(
     frames: int = typer.Option(50, "--frames", "-f", min=1, help="Frames per sequence."),
     size: str = typer.Option("256x320", help="Frame size HxW."),
     noise: str = typer.Option(
-        "mix", help="Noise preset: symmetric50, asymmetric50, ellipse, mix, markov, dilate, "
+        "mix",
+        help="Noise preset: symmetric50, asymmetric50, ellipse, mix, markov, dilate, "
         "erode, affine, polygon, drop, clean.",
     ),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
@@ -65,10 +66,18 @@ def make_dataset_cmd(
         check_out(out, overwrite)
         with tqdm(total=sequences * frames, unit="frame", desc="make-dataset") as bar:
             make_dataset(
-                out, sequences=sequences, frames=frames, size=hw, noise=noise, seed=seed,
-                noisy_fraction=noisy_fraction, overwrite=overwrite, progress=bar.update,
-                family=family, vary=vary,
-            )  # fmt: skip
+                out,
+                sequences=sequences,
+                frames=frames,
+                size=hw,
+                noise=noise,
+                seed=seed,
+                noisy_fraction=noisy_fraction,
+                overwrite=overwrite,
+                progress=bar.update,
+                family=family,
+                vary=vary,
+            )
     except (DatasetError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {sequences * frames} frames to {out}")
@@ -104,8 +113,11 @@ def check_cmd(
 def evaluate_cmd(
     pred: Path = typer.Argument(..., help="Folder of predicted or cleaned masks."),
     gt: Path = typer.Argument(..., help="Folder of ground-truth masks (same relative names)."),
-    classes: Path = typer.Option(None, help="classes.json or EndoVis labels.json (default: "
-                                 "one beside GT or PRED, else the 4 EndoVis part classes)."),
+    classes: Path = typer.Option(
+        None,
+        help="classes.json or EndoVis labels.json (default: "
+        "one beside GT or PRED, else the 4 EndoVis part classes).",
+    ),
 ) -> None:
     """Print Dice and IoU per class and their foreground means, per image and dataset-level.
 
@@ -165,8 +177,9 @@ def export_cmd(
     try:
         if Path(out).resolve() == Path(checkpoint).resolve():
             # The training state (optimiser, position) would be lost: no --resume after.
-            raise ValueError(f"{out}: is the input checkpoint itself; write the export to "
-                             "another file")  # fmt: skip
+            raise ValueError(
+                f"{out}: is the input checkpoint itself; write the export to another file"
+            )
         path = export_checkpoint(checkpoint, out, half=not fp32)
     except _errors() as exc:
         _fail(str(exc))

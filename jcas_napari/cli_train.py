@@ -34,14 +34,14 @@ def _open_for_writing(req: Request) -> Dataset:
     return ds
 
 
-def _planned(req: Request, ds: Dataset, resume: bool, overwrite: bool,
-             folds: int = 1) -> Plan:
+def _planned(req: Request, ds: Dataset, resume: bool, overwrite: bool, folds: int = 1) -> Plan:
     """Every check before training; then (rank 0) drops what --overwrite replaces."""
     from jcas_napari.cli_runs import plan_training
     from jcas_napari.core import device as devices
 
-    plan = plan_training(req, ds.classes.num_classes, resume=resume, overwrite=overwrite,
-                         folds=folds, say=_note)  # fmt: skip
+    plan = plan_training(
+        req, ds.classes.num_classes, resume=resume, overwrite=overwrite, folds=folds, say=_note
+    )
     if plan.discard and devices.rank() == 0:
         for path in plan.discard:
             path.unlink(missing_ok=True)
@@ -67,26 +67,36 @@ def _guarded(req: Request, work: Callable[[], T]) -> T:
 
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (images/, masks/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics "
-                             "(outside DATASET)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder: checkpoints, metrics (outside DATASET)."
+    ),
     config: str = typer.Option(None, help="small (default), deeplab-r101, or a .yaml path."),
     epochs_warmup: int = typer.Option(None, min=0, help="Stage-1 epochs (default: config)."),
     epochs_jcas: int = typer.Option(None, min=0, help="Stage-2 epochs (default: config)."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda."),
-    seed: int = typer.Option(None, help="Random seed (default 0); the same seed gives the "
-                             "same model on CPU."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from "
-                                "OUT/checkpoints/last.pt, with the config saved there."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the trained run "
-                                   "already in OUT (its checkpoints are deleted)."),
-    init: str = typer.Option(None, help="Start from: 'shipped' (the shipped model, "
-                             "default), 'none' (the config's own init), or a checkpoint path."),
+    seed: int = typer.Option(
+        None, help="Random seed (default 0); the same seed gives the same model on CPU."
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in OUT from OUT/checkpoints/last.pt, with the config saved there.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the trained run already in OUT (its checkpoints are deleted).",
+    ),
+    init: str = typer.Option(
+        None,
+        help="Start from: 'shipped' (the shipped model, "
+        "default), 'none' (the config's own init), or a checkpoint path.",
+    ),
 ) -> None:
     """Train JCAS on a dataset's noisy masks (stage 1 warm-up, stage 2 JCAS)."""
     from jcas_napari.cli_runs import Request
 
-    req = Request("train", dataset, out, config, epochs_warmup, epochs_jcas, device, seed,
-                  init)  # fmt: skip
+    req = Request("train", dataset, out, config, epochs_warmup, epochs_jcas, device, seed, init)
     result = _guarded(req, lambda: _train(req, resume, overwrite))
     typer.echo(f"best model: {result.best}")
 
@@ -97,8 +107,17 @@ def _train(req: Request, resume: bool, overwrite: bool):
 
     ds = _open_for_writing(req)
     plan = _planned(req, ds, resume, overwrite)
-    return drive(train(ds, plan.config, req.out, device=req.device, seed=plan.seed,
-                        resume=resume, init_checkpoint=plan.init))  # fmt: skip
+    return drive(
+        train(
+            ds,
+            plan.config,
+            req.out,
+            device=req.device,
+            seed=plan.seed,
+            resume=resume,
+            init_checkpoint=plan.init,
+        )
+    )
 
 
 def _clean_into(ds, models, out: Path, threshold, device) -> None:
@@ -110,16 +129,18 @@ def _clean_into(ds, models, out: Path, threshold, device) -> None:
     notes: list[str] = []
     # Under torchrun every rank cleans a share; rank 0 counts them all and reports.
     with tqdm(total=len(ds), unit="frame", desc="clean", disable=rank() != 0) as bar:
-        rows = clean_to_folder(ds, models, out, threshold=threshold, device=device,
-                               progress=bar.update, notes=notes)  # fmt: skip
+        rows = clean_to_folder(
+            ds, models, out, threshold=threshold, device=device, progress=bar.update, notes=notes
+        )
     if rank() != 0:
         return
     for note in notes:
         typer.echo(f"warning: {note}", err=True)
     skipped = len(rows) - bar.n
     note = f" ({skipped} frames already done by an earlier run were kept)" if skipped else ""
-    typer.echo(f"wrote {len(rows)} cleaned masks to {out / 'masks'}{note}; "
-               f"report: {out / 'report.md'}")  # fmt: skip
+    typer.echo(
+        f"wrote {len(rows)} cleaned masks to {out / 'masks'}{note}; report: {out / 'report.md'}"
+    )
 
 
 def clean_cmd(
@@ -127,9 +148,12 @@ def clean_cmd(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint (RUN/checkpoints/best.pt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (outside DATASET)."),
     threshold: float = typer.Option(
-        None, min=0.0, max=1.0,
+        None,
+        min=0.0,
+        max=1.0,
         help="Change a pixel only if the posterior probability that its label is wrong "
-        "(and the proposed class right) reaches this. Default 0.5 (see docs/method.md)."),
+        "(and the proposed class right) reaches this. Default 0.5 (see docs/method.md).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
@@ -150,28 +174,50 @@ def clean_cmd(
 
 def run_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (never written to)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: run/ and the cleaning "
-                             "(outside DATASET)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder: run/ and the cleaning (outside DATASET)."
+    ),
     config: str = typer.Option(None, help="small (default), deeplab-r101, or a .yaml path."),
     epochs_warmup: int = typer.Option(None, min=0),
     epochs_jcas: int = typer.Option(None, min=0),
-    folds: int = typer.Option(None, min=1, help="K > 1: train K models, clean each fold "
-                              "with the model that did not see it (out-of-sample). Default: 2 "
-                              "with at least 4 sequences and 32 frames, else 1 (in-sample)."),
+    folds: int = typer.Option(
+        None,
+        min=1,
+        help="K > 1: train K models, clean each fold "
+        "with the model that did not see it (out-of-sample). Default: 2 "
+        "with at least 4 sequences and 32 frames, else 1 (in-sample).",
+    ),
     threshold: float = typer.Option(None, min=0.0, max=1.0),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(None, help="Random seed (default 0)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the training in OUT/run "
-                                "(configs saved there), then finish the cleaning."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the trained run(s) "
-                                   "already in OUT/run (their checkpoints are deleted)."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the training in OUT/run (configs saved there), then finish the cleaning.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the trained run(s) already in OUT/run (their checkpoints are deleted).",
+    ),
     init: str = typer.Option(None, help="'shipped' (default), 'none', or a checkpoint."),
 ) -> None:
     """Train, then clean, in one go (the same core pipeline as the napari plugin)."""
     from jcas_napari.cli_runs import Request
 
-    req = Request("run", dataset, out, config, epochs_warmup, epochs_jcas, device, seed, init,
-                  folds, threshold)  # fmt: skip
+    req = Request(
+        "run",
+        dataset,
+        out,
+        config,
+        epochs_warmup,
+        epochs_jcas,
+        device,
+        seed,
+        init,
+        folds,
+        threshold,
+    )
     _guarded(req, lambda: _run(req, resume, overwrite))
 
 
@@ -182,10 +228,23 @@ def _run(req: Request, resume: bool, overwrite: bool) -> None:
     ds = _open_for_writing(req)
     k = choose_folds(ds, req.folds)
     plan = _planned(req, ds, resume, overwrite, k)
-    typer.echo("cleaning out-of-sample: " + f"{k} folds by sequence" if k > 1 else
-               "cleaning in-sample (too few sequences for folds; see --folds)")  # fmt: skip
-    fitted = drive(fit(ds, plan.config, req.run_root, folds=k, seed=plan.seed,
-                        device=req.device, init_checkpoint=plan.init, resume=resume))  # fmt: skip
+    typer.echo(
+        "cleaning out-of-sample: " + f"{k} folds by sequence"
+        if k > 1
+        else "cleaning in-sample (too few sequences for folds; see --folds)"
+    )
+    fitted = drive(
+        fit(
+            ds,
+            plan.config,
+            req.run_root,
+            folds=k,
+            seed=plan.seed,
+            device=req.device,
+            init_checkpoint=plan.init,
+            resume=resume,
+        )
+    )
     if fitted.cancelled:
         _fail("training ended without a model")
     _clean_into(ds, fitted.models, req.out, req.threshold, req.device)

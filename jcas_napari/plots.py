@@ -18,5 +18,12 @@ def draw_heatmap(ax, t: np.ndarray, labels: Sequence[str], title: str) -> None:
     ax.set_title(title, fontsize=8)
     for i in range(t.shape[0]):
         for j in range(t.shape[1]):
-            ax.text(j, i, f"{t[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if t[i, j] < 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{t[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if t[i, j] < 0.5 else "black",
+            )

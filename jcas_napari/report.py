@@ -28,7 +28,7 @@ from jcas_napari.data.io import (
     read_mask,
     remove_stale_temp_files,
     write_image,
-)  # fmt: skip
+)
 from jcas_napari.data.mask_format import encode_mask, output_path, stack_output
 from jcas_napari.data.viz import class_colours, overlay, palette
 from jcas_napari.plots import draw_heatmap
@@ -55,8 +55,12 @@ def finish_outputs(out: Path, dataset: Dataset, notes: list[str] | None = None) 
     stack = stack_output(dataset)
     if stack is not None:
         rel, fmt = stack
-        masks = np.stack([read_mask(out / output_path(dataset, i)[0], dataset.classes)
-                          for i in range(len(dataset))])  # fmt: skip
+        masks = np.stack(
+            [
+                read_mask(out / output_path(dataset, i)[0], dataset.classes)
+                for i in range(len(dataset))
+            ]
+        )
         atomic_write_bytes(out / rel, encode_mask(masks, fmt, dataset.classes))
     source = dataset.class_source
     if source is not None and source.is_file():
@@ -70,8 +74,7 @@ def write_scores(out: Path, rows: Sequence[dict]) -> Path:
     """OUT/scores.csv, frames ranked worst first by noise score."""
     ranked = sorted(rows, key=lambda r: -r["noise_score"])
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["rank", "id", "noise_score", "changed_fraction",
-                                        "regions"])  # fmt: skip
+    w = csv.DictWriter(buf, fieldnames=["rank", "id", "noise_score", "changed_fraction", "regions"])
     w.writeheader()
     for rank, r in enumerate(ranked, start=1):
         w.writerow({"rank": rank, **r})
@@ -95,8 +98,9 @@ def _loss_plot(out: Path, history: list[dict]) -> None:
         ax.plot(epochs, [h.get(key, np.nan) for h in history], label=key)
     if any("val_noisy_acc" in h for h in history):
         ax2 = ax.twinx()
-        ax2.plot(epochs, [h.get("val_noisy_acc", np.nan) for h in history], "k--",
-                 label="val noisy acc")  # fmt: skip
+        ax2.plot(
+            epochs, [h.get("val_noisy_acc", np.nan) for h in history], "k--", label="val noisy acc"
+        )
         ax2.set_ylabel("validation agreement", fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -136,10 +140,16 @@ def write_report(
     if history:
         _loss_plot(out, history)
 
-    lines = ["# jcas clean report", "",
-             f"{len(scores)} frames cleaned. Frames ranked by noise score are in `scores.csv`.",
-             "", "## Estimated transition matrices", "", "![T_C and T_A](report/transitions.png)",
-             ""]  # fmt: skip
+    lines = [
+        "# jcas clean report",
+        "",
+        f"{len(scores)} frames cleaned. Frames ranked by noise score are in `scores.csv`.",
+        "",
+        "## Estimated transition matrices",
+        "",
+        "![T_C and T_A](report/transitions.png)",
+        "",
+    ]
     if history:
         lines += ["## Training", "", "![losses](report/losses.png)", ""]
     lines += ["## Worst frames", "", "image | given mask | proposed mask", ""]
@@ -149,9 +159,13 @@ def write_report(
         name = fid.replace("/", "__") + ".png"
         write_image(out / "report" / name, np.concatenate([image, *views], 1))
         row = next(s for s in scores if s["id"] == fid)
-        lines += [f"**{fid}**: noise score {row['noise_score']:.3f}, "
-                  f"{100 * row['changed_fraction']:.1f}% of pixels changed", "",
-                  f"![{fid}](report/{name})", ""]  # fmt: skip
+        lines += [
+            f"**{fid}**: noise score {row['noise_score']:.3f}, "
+            f"{100 * row['changed_fraction']:.1f}% of pixels changed",
+            "",
+            f"![{fid}](report/{name})",
+            "",
+        ]
     legend = ", ".join(f"{n} rgb{tuple(int(v) for v in cols[i])}" for i, n in enumerate(names))
     lines += ["## Colours", "", f"{legend} (the first class is not drawn over the image)", ""]
     text = "\n".join(lines).encode(errors="surrogateescape")
@@ -208,12 +222,16 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
 
     written, my_notes = {}, []
     skip = shard.share(len(dataset), models, finished)
-    for r in clean_models(dataset, models, settings=settings, device=device, skip=skip,
-                          notes=my_notes):  # fmt: skip
+    for r in clean_models(
+        dataset, models, settings=settings, device=device, skip=skip, notes=my_notes
+    ):
         write_frame_outputs(out, r, dataset)
-        row = {"id": r.id, "noise_score": round(r.noise_score, 6),
-               "changed_fraction": round(r.changed_fraction, 6),
-               "regions": len(r.region_info)}  # fmt: skip
+        row = {
+            "id": r.id,
+            "noise_score": round(r.noise_score, 6),
+            "changed_fraction": round(r.changed_fraction, 6),
+            "regions": len(r.region_info),
+        }
         # Written last: a frame counts as done only once all its files are complete, and
         # only for the same model (a rerun with another model redoes it).
         sidecar = {**row, "model": owner[r.index]}
@@ -229,8 +247,11 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
         notes.extend(merged[1])
     if progress and len(merged[0]) > len(written):
         progress(len(merged[0]) - len(written))  # the frames the other ranks cleaned
-    rows = [{k: v for k, v in done[f.id].items() if k != "model"}
-            for f in dataset.frames if f.id in done]  # fmt: skip
+    rows = [
+        {k: v for k, v in done[f.id].items() if k != "model"}
+        for f in dataset.frames
+        if f.id in done
+    ]
     write_scores(out, rows)
     finish_outputs(out, dataset, notes)
     worst_ids = [r["id"] for r in sorted(rows, key=lambda r: -r["noise_score"])[:n_worst]]
@@ -241,8 +262,7 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
             cleaned = read_mask(out / output_path(dataset, index[fid])[0], dataset.classes)
             yield s.image, s.mask, cleaned, fid
 
-    write_report(out, load_checkpoint(models[0][0]), rows, worst(),
-                 class_colours(dataset.classes))
+    write_report(out, load_checkpoint(models[0][0]), rows, worst(), class_colours(dataset.classes))
     return rows
 
 
@@ -275,8 +295,11 @@ def output_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatasetError(out, "another jcas clean is writing into this folder; wait "
-                               "for it to finish or choose another --out") from None  # fmt: skip
+            raise DatasetError(
+                out,
+                "another jcas clean is writing into this folder; wait "
+                "for it to finish or choose another --out",
+            ) from None
         try:
             yield
         finally:

@@ -40,8 +40,9 @@ def checked() -> dict[str, list]:
     runs = [(s, ["--check-imports"]) for s in SCRIPTS]
     runs.append(("bench_quality.py", ["--check-imports", "--methods", "ce", "jcas"]))
     code = DRIVER.format(bench=str(BENCH), runs=runs)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=BENCH)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=BENCH
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 

@@ -84,8 +84,9 @@ def test_cli_clean_writes_outputs_and_never_the_dataset(trained, tmp_path):
 def test_cli_refuses_output_inside_dataset(trained):
     ds, best, _ = trained
     before = tree_hash(ds.root)
-    res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best),
-                              "--out", str(ds.root / "cleaned")])  # fmt: skip
+    res = runner.invoke(
+        app, ["clean", str(ds.root), "--model", str(best), "--out", str(ds.root / "cleaned")]
+    )
     assert res.exit_code == 2 and "inside the input dataset" in res.output
     assert tree_hash(ds.root) == before
 
@@ -99,13 +100,16 @@ def test_cli_bad_dataset_and_checkpoint_errors(trained, tmp_path):
     (bad / "masks" / "seq_01" / "frame001.png").unlink()
     write_mask(bad / "masks" / "seq_01" / "frame001.png", m)
     before = tree_hash(bad)
-    res = runner.invoke(app, ["train", str(bad), "--out", str(tmp_path / "r"), "--config",
-                              str(cfg)])  # fmt: skip
+    res = runner.invoke(
+        app, ["train", str(bad), "--out", str(tmp_path / "r"), "--config", str(cfg)]
+    )
     assert res.exit_code == 2 and "frame001.png: unknown class id(s) 9" in res.output
     assert "Traceback" not in res.output and tree_hash(bad) == before
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    res = runner.invoke(app, ["clean", str(ds.root), "--model", str(tmp_path / "junk.pt"),
-                              "--out", str(tmp_path / "o")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        ["clean", str(ds.root), "--model", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "o")],
+    )
     assert res.exit_code == 2 and "junk.pt: unreadable or truncated checkpoint" in res.output
     res = runner.invoke(app, ["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "does not exist" in res.output
@@ -114,8 +118,9 @@ def test_cli_bad_dataset_and_checkpoint_errors(trained, tmp_path):
 def test_cli_run_with_two_folds(trained, tmp_path):
     ds, _, cfg = trained
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", str(ds.root), "--out", str(out), "--config", str(cfg),
-                              "--folds", "2"])  # fmt: skip
+    res = runner.invoke(
+        app, ["run", str(ds.root), "--out", str(out), "--config", str(cfg), "--folds", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert (out / "run" / "fold0" / "checkpoints" / "best.pt").exists()
     assert (out / "run" / "fold1" / "checkpoints" / "best.pt").exists()
@@ -132,13 +137,20 @@ def test_evaluate_json_matches_torchmetrics(trained, tmp_path):
     preds = torch.stack([torch.from_numpy(s.mask.astype(np.int64)) for s in ds])
     gts = torch.stack([torch.from_numpy(s.clean.astype(np.int64)) for s in ds])
     # Dataset-level IoU = torchmetrics' mean_iou over the whole set as one sample.
-    iou = tm.mean_iou(preds.reshape(1, -1), gts.reshape(1, -1), num_classes=4,
-                      include_background=True, per_class=True, input_format="index")  # fmt: skip
+    iou = tm.mean_iou(
+        preds.reshape(1, -1),
+        gts.reshape(1, -1),
+        num_classes=4,
+        include_background=True,
+        per_class=True,
+        input_format="index",
+    )
     np.testing.assert_allclose(got["dataset"]["iou"], iou[0].numpy(), atol=1e-5)
     # Per-image Dice over present classes = torchmetrics' samplewise Dice, averaged where
     # the class is present in the ground truth.
-    dice = tm.dice_score(preds, gts, num_classes=4, include_background=True, average="none",
-                         input_format="index")  # fmt: skip
+    dice = tm.dice_score(
+        preds, gts, num_classes=4, include_background=True, average="none", input_format="index"
+    )
     present = torch.stack([torch.bincount(g.flatten(), minlength=4) > 0 for g in gts])
     ref = [(dice[:, c][present[:, c]]).mean().item() for c in range(4)]
     np.testing.assert_allclose(got["per_image"]["dice"], ref, atol=1e-5)
@@ -157,12 +169,42 @@ def test_segmentation_scores_small_example():
 def test_cli_affinity_map_export(trained, tmp_path):
     ds, best, _ = trained
     out = tmp_path / "aff.png"
-    res = runner.invoke(app, ["affinity", str(ds.root), "--model", str(best), "--frame",
-                              ds.ids[0], "--y", "20", "--x", "30", "--out", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "affinity",
+            str(ds.root),
+            "--model",
+            str(best),
+            "--frame",
+            ds.ids[0],
+            "--y",
+            "20",
+            "--x",
+            "30",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     from jcas_napari.data.io import read_image
 
     assert read_image(out).shape == (64, 160, 3)
-    res = runner.invoke(app, ["affinity", str(ds.root), "--model", str(best), "--frame",
-                              ds.ids[0], "--y", "999", "--x", "0", "--out", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "affinity",
+            str(ds.root),
+            "--model",
+            str(best),
+            "--frame",
+            ds.ids[0],
+            "--y",
+            "999",
+            "--x",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 2 and "outside the 64x80 frame" in res.output

@@ -23,8 +23,23 @@ def test_help_lists_commands():
 
 def test_make_dataset_writes_layout_and_reads_back(tmp_path):
     out = tmp_path / "gen"
-    res = runner.invoke(app, ["make-dataset", str(out), "--sequences", "2", "--frames", "3",
-                              "--size", "64x80", "--noise", "ellipse", "--seed", "1"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "make-dataset",
+            str(out),
+            "--sequences",
+            "2",
+            "--frames",
+            "3",
+            "--size",
+            "64x80",
+            "--noise",
+            "ellipse",
+            "--seed",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     ds = open_dataset(out)
     ds.validate()
@@ -53,8 +68,9 @@ def test_make_dataset_refuses_non_empty_out(tmp_path):
     (user / "masks" / "precious.png").write_bytes(b"mine")
     res = runner.invoke(app, ["make-dataset", str(user), "--frames", "1", "--sequences", "1"])
     assert res.exit_code == 2 and "not empty" in res.output
-    res = runner.invoke(app, ["make-dataset", str(user), "--frames", "1", "--sequences", "1",
-                              "--overwrite"])  # fmt: skip
+    res = runner.invoke(
+        app, ["make-dataset", str(user), "--frames", "1", "--sequences", "1", "--overwrite"]
+    )
     assert res.exit_code == 2 and "not a generated dataset" in res.output
     assert (user / "masks" / "precious.png").read_bytes() == b"mine"
     assert "Traceback" not in res.output
@@ -77,8 +93,9 @@ def test_bad_options_are_clear(tmp_path):
 
 def test_check_reports_problem_in_one_line(tmp_path):
     out = tmp_path / "gen"
-    runner.invoke(app, ["make-dataset", str(out), "--sequences", "1", "--frames", "2",
-                        "--size", "64x80"])  # fmt: skip
+    runner.invoke(
+        app, ["make-dataset", str(out), "--sequences", "1", "--frames", "2", "--size", "64x80"]
+    )
     res = runner.invoke(app, ["check", str(out)])
     assert res.exit_code == 0 and "OK, 2 frames" in res.output
     (out / "masks" / "seq_01" / "frame001.png").unlink()

@@ -32,8 +32,9 @@ def test_disk_full_names_the_file(tmp_path, monkeypatch):
 
     ds = good(tmp_path / "ds")
     monkeypatch.setattr(fsutil.os, "fsync", full)
-    res = runner.invoke(app, ["clean", str(ds), "--model", str(MODEL), "--out",
-                              str(tmp_path / "out")])  # fmt: skip
+    res = runner.invoke(
+        app, ["clean", str(ds), "--model", str(MODEL), "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 2, res.output
     line = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and "No space left on device" in line[0]
@@ -61,15 +62,20 @@ def test_non_utf8_file_names_clean_to_the_end(tmp_path):
 
 def test_truncated_tiff_is_one_line(tmp_path):
     rng = np.random.default_rng(0)
-    write_stack(tmp_path / "st", rng.integers(0, 255, (3, 16, 20, 3), dtype=np.uint8),
-                np.zeros((3, 16, 20), np.uint8))  # fmt: skip
+    write_stack(
+        tmp_path / "st",
+        rng.integers(0, 255, (3, 16, 20, 3), dtype=np.uint8),
+        np.zeros((3, 16, 20), np.uint8),
+    )
     data = (tmp_path / "st" / "masks.tif").read_bytes()
     (tmp_path / "st" / "masks.tif").write_bytes(data[: len(data) // 2])
     res = runner.invoke(app, ["check", str(tmp_path / "st")])
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert lines == [f"error: {tmp_path / 'st' / 'masks.tif'}: truncated or corrupt TIFF "
-                     "(invalid page offset " + lines[0].rsplit("offset ", 1)[1]]  # fmt: skip
+    assert lines == [
+        f"error: {tmp_path / 'st' / 'masks.tif'}: truncated or corrupt TIFF "
+        "(invalid page offset " + lines[0].rsplit("offset ", 1)[1]
+    ]
 
 
 def test_check_reports_each_conversion(tmp_path):

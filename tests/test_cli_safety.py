@@ -42,8 +42,19 @@ def base(tmp_path_factory) -> Path:
 
 
 def train_args(base: Path, out: Path, *extra: str, config: str = "tiny1.yaml") -> list[str]:
-    return ["train", str(base / "ds"), "--out", str(out), "--config", str(base / config),
-            "--init", "none", "--device", "cpu", *extra]  # fmt: skip
+    return [
+        "train",
+        str(base / "ds"),
+        "--out",
+        str(out),
+        "--config",
+        str(base / config),
+        "--init",
+        "none",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def error_lines(output: str) -> list[str]:
@@ -66,8 +77,12 @@ def test_check_output_dir_refuses_every_overlap(tmp_path):
     ds.mkdir(parents=True)
     (tmp_path / "link").symlink_to(ds, target_is_directory=True)
     (tmp_path / "elsewhere").mkdir()
-    inside = (ds, ds / "out", tmp_path / "link" / "x",
-              tmp_path / "elsewhere" / ".." / "data" / "ds" / "x")  # fmt: skip
+    inside = (
+        ds,
+        ds / "out",
+        tmp_path / "link" / "x",
+        tmp_path / "elsewhere" / ".." / "data" / "ds" / "x",
+    )
     cases = [(out, "is inside") for out in inside]
     for out, why in [*cases, (tmp_path / "data", "contains"), (tmp_path, "contains")]:
         with pytest.raises(DatasetError, match=f"output folder {why} the input dataset"):
@@ -85,12 +100,17 @@ def test_train_and_run_never_write_into_the_dataset(base, tmp_path, how):
     link = tmp_path / "link"
     link.symlink_to(ds, target_is_directory=True)
     (tmp_path / "x").mkdir()
-    out = {"direct": ds / "run", "symlink": link / "run",
-           "dotdot": tmp_path / "x" / ".." / "link" / "run"}[how]  # fmt: skip
+    out = {
+        "direct": ds / "run",
+        "symlink": link / "run",
+        "dotdot": tmp_path / "x" / ".." / "link" / "run",
+    }[how]
     before = tree_hash(ds)
-    for args in (train_args(base, out),
-                 ["run", str(ds), "--out", str(out), "--init", "none", "--epochs-warmup", "1"],
-                 ["clean", str(ds), "--model", str(shipped_model()), "--out", str(out)]):
+    for args in (
+        train_args(base, out),
+        ["run", str(ds), "--out", str(out), "--init", "none", "--epochs-warmup", "1"],
+        ["clean", str(ds), "--model", str(shipped_model()), "--out", str(out)],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, res.output
         assert "inside the input dataset" in error_lines(res.output)[0]
@@ -129,12 +149,16 @@ def test_resume_refuses_what_it_would_ignore(base, trained, tmp_path):
     cases = [
         (["--out", str(tmp_path / "empty"), "--resume"], "nothing to resume"),
         (["--out", str(trained), "--resume", "--overwrite"], "choose one"),
-        (["--out", str(trained), "--resume", "--epochs-warmup", "3"],
-         "--epochs-warmup 3 (saved: 1)"),
+        (
+            ["--out", str(trained), "--resume", "--epochs-warmup", "3"],
+            "--epochs-warmup 3 (saved: 1)",
+        ),
         (["--out", str(trained), "--resume", "--seed", "7"], "--seed 7 (saved: 0)"),
-        (["--out", str(trained), "--resume", "--config", str(base / "tiny2.yaml")],
-         "train.epochs_warmup 2 (saved: 1)"),
-    ]  # fmt: skip
+        (
+            ["--out", str(trained), "--resume", "--config", str(base / "tiny2.yaml")],
+            "train.epochs_warmup 2 (saved: 1)",
+        ),
+    ]
     for args, expect in cases:
         res = runner.invoke(app, ["train", ds, *args])
         assert res.exit_code == 2, res.output
@@ -144,8 +168,20 @@ def test_resume_refuses_what_it_would_ignore(base, trained, tmp_path):
             assert "config and seed saved in it" in lines[0]
     # The same flags as the saved run are fine: nothing left to train, the run is kept.
     before = (trained / "checkpoints" / "last.pt").read_bytes()
-    res = runner.invoke(app, ["train", ds, "--out", str(trained), "--resume", "--config",
-                              str(base / "tiny1.yaml"), "--epochs-warmup", "1"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            ds,
+            "--out",
+            str(trained),
+            "--resume",
+            "--config",
+            str(base / "tiny1.yaml"),
+            "--epochs-warmup",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (trained / "checkpoints" / "last.pt").read_bytes() == before
 
@@ -154,8 +190,9 @@ def test_resume_from_an_exported_model_is_refused(base, trained, tmp_path):
     run = tmp_path / "run" / "checkpoints"
     run.mkdir(parents=True)
     export_checkpoint(trained / "checkpoints" / "last.pt", run / "last.pt")
-    res = runner.invoke(app, ["train", str(base / "ds"), "--out", str(tmp_path / "run"),
-                              "--resume"])  # fmt: skip
+    res = runner.invoke(
+        app, ["train", str(base / "ds"), "--out", str(tmp_path / "run"), "--resume"]
+    )
     assert res.exit_code == 2 and "has no training state" in error_lines(res.output)[0]
 
 
@@ -200,8 +237,18 @@ def test_ctrl_c_before_the_first_checkpoint(base, tmp_path, monkeypatch):
 
 def test_run_resume_continues_training_then_cleaning(base, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    args = ["run", str(base / "ds"), "--out", str(out), "--config", str(base / "tiny2.yaml"),
-            "--init", "none", "--device", "cpu"]  # fmt: skip
+    args = [
+        "run",
+        str(base / "ds"),
+        "--out",
+        str(out),
+        "--config",
+        str(base / "tiny2.yaml"),
+        "--init",
+        "none",
+        "--device",
+        "cpu",
+    ]
     res = runner.invoke(app, [*args, "--resume"])
     assert res.exit_code == 2 and "nothing to resume" in res.output
     monkeypatch.setattr("jcas_napari.core.train.run_sync", interrupt_after("epoch"))
@@ -228,9 +275,21 @@ def test_run_resume_continues_training_then_cleaning(base, tmp_path, monkeypatch
 
 
 def test_init_note_says_the_checkpoint_decides_the_architecture(base, tmp_path):
-    res = runner.invoke(app, ["train", str(base / "ds"), "--out", str(tmp_path / "ft"),
-                              "--config", str(base / "tiny1.yaml"), "--init",
-                              str(shipped_model()), "--device", "cpu"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(base / "ds"),
+            "--out",
+            str(tmp_path / "ft"),
+            "--config",
+            str(base / "tiny1.yaml"),
+            "--init",
+            str(shipped_model()),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     note = [ln for ln in res.output.splitlines() if "come from the checkpoint" in ln]
     assert len(note) == 1 and "input.height 64 (checkpoint: 128)" in note[0]
@@ -257,9 +316,11 @@ def test_checkpoint_whose_config_disagrees_with_its_weights(base, trained, tmp_p
     resumed = tmp_path / "run" / "checkpoints"
     resumed.mkdir(parents=True)
     mismatched(trained / "checkpoints" / "last.pt", resumed / "last.pt")
-    for args in (["clean", str(base / "ds"), "--model", str(bad), "--out", str(tmp_path / "o")],
-                 train_args(base, tmp_path / "r2", "--init", str(bad)),
-                 ["train", str(base / "ds"), "--out", str(tmp_path / "run"), "--resume"]):
+    for args in (
+        ["clean", str(base / "ds"), "--model", str(bad), "--out", str(tmp_path / "o")],
+        train_args(base, tmp_path / "r2", "--init", str(bad)),
+        ["train", str(base / "ds"), "--out", str(tmp_path / "run"), "--resume"],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, res.output
         assert len(error_lines(res.output)) == 1 and "do not fit" in res.output
@@ -269,30 +330,33 @@ def test_checkpoint_whose_config_disagrees_with_its_weights(base, trained, tmp_p
 # ------------------------------------------------------------------ config validation
 
 
-@pytest.mark.parametrize("section, key, value, expect", [
-    ("train", "lr", "abc", "must be a number > 0"),
-    ("train", "lr", -0.1, "must be a number > 0"),
-    ("train", "lr", float("nan"), "must be a number > 0"),
-    ("train", "batch_size", 0, "whole number >= 1"),
-    ("train", "batch_size", 2.5, "whole number >= 1"),
-    ("train", "batch_size", True, "whole number >= 1"),
-    ("train", "epochs_warmup", -1, "whole number >= 0"),
-    ("train", "epochs_jcas", "3", "whole number >= 0"),
-    ("train", "optimizer", "rmsprop", "one of sgd, adam"),
-    ("train", "t_optimizer", "lbfgs", "one of adam, sgd"),
-    ("train", "t_init", "random", "one of anchor, paper"),
-    ("train", "val_fraction", 1.0, "< 1"),
-    ("train", "flip", "yes", "true or false"),
-    ("train", "steps_per_epoch", 0, "null or a whole number >= 1"),
-    ("affinity", "grid", [8], "a list of 2 positive whole numbers"),
-    ("affinity", "grid", [8, 0], "a list of 2 positive whole numbers"),
-    ("affinity", "grid", "8x10", "a list of 2 positive whole numbers"),
-    ("affinity", "chunk", 0, "whole number >= 1"),
-    ("model", "depth", 19, "one of [18, 34, 50, 101]"),
-    ("model", "embed_dims", [32], "a list of 2 positive whole numbers"),
-    ("input", "height", 100000, "a whole number in [16, 8192]"),
-    ("loss", "vol", -1, "a number >= 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "section, key, value, expect",
+    [
+        ("train", "lr", "abc", "must be a number > 0"),
+        ("train", "lr", -0.1, "must be a number > 0"),
+        ("train", "lr", float("nan"), "must be a number > 0"),
+        ("train", "batch_size", 0, "whole number >= 1"),
+        ("train", "batch_size", 2.5, "whole number >= 1"),
+        ("train", "batch_size", True, "whole number >= 1"),
+        ("train", "epochs_warmup", -1, "whole number >= 0"),
+        ("train", "epochs_jcas", "3", "whole number >= 0"),
+        ("train", "optimizer", "rmsprop", "one of sgd, adam"),
+        ("train", "t_optimizer", "lbfgs", "one of adam, sgd"),
+        ("train", "t_init", "random", "one of anchor, paper"),
+        ("train", "val_fraction", 1.0, "< 1"),
+        ("train", "flip", "yes", "true or false"),
+        ("train", "steps_per_epoch", 0, "null or a whole number >= 1"),
+        ("affinity", "grid", [8], "a list of 2 positive whole numbers"),
+        ("affinity", "grid", [8, 0], "a list of 2 positive whole numbers"),
+        ("affinity", "grid", "8x10", "a list of 2 positive whole numbers"),
+        ("affinity", "chunk", 0, "whole number >= 1"),
+        ("model", "depth", 19, "one of [18, 34, 50, 101]"),
+        ("model", "embed_dims", [32], "a list of 2 positive whole numbers"),
+        ("input", "height", 100000, "a whole number in [16, 8192]"),
+        ("loss", "vol", -1, "a number >= 0"),
+    ],
+)
 def test_bad_config_values_name_the_file_and_the_key(tmp_path, section, key, value, expect):
     raw = tiny_config(1, 1).to_dict()
     raw[section][key] = value
@@ -315,9 +379,13 @@ def test_config_shapes_and_good_values():
     for name in ("small", "deeplab-r101"):
         assert Config.from_dict(load_config(name).to_dict()) == load_config(name)
     Config.from_dict(load_checkpoint(shipped_model())["config"], "shipped")
-    for section, typ in (("model", "ModelConfig"), ("input", "InputConfig"),
-                         ("affinity", "AffinityConfig"), ("loss", "LossWeights"),
-                         ("train", "TrainConfig")):  # fmt: skip
+    for section, typ in (
+        ("model", "ModelConfig"),
+        ("input", "InputConfig"),
+        ("affinity", "AffinityConfig"),
+        ("loss", "LossWeights"),
+        ("train", "TrainConfig"),
+    ):
         import jcas_napari.core.config as config_mod
 
         assert set(RULES[section]) == {f.name for f in fields(getattr(config_mod, typ))}
@@ -334,8 +402,16 @@ def test_two_cleans_never_write_one_folder_at_once(base, tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    args = ["clean", str(base / "ds"), "--model", str(shipped_model()), "--out", str(out),
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        "clean",
+        str(base / "ds"),
+        "--model",
+        str(shipped_model()),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     with open(out / ".jcas.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other run
         res = runner.invoke(app, args)

@@ -14,8 +14,11 @@ def _modules():
 
 
 def test_modules_stay_small():
-    big = {str(p.relative_to(PACKAGE)): n for p in _modules()
-           if (n := len(p.read_text().splitlines())) > MAX_MODULE}  # fmt: skip
+    big = {
+        str(p.relative_to(PACKAGE)): n
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE
+    }
     assert not big, f"modules over {MAX_MODULE} lines: {big}"
 
 

@@ -30,8 +30,9 @@ def test_transition_rows_sum_to_one_and_grads_reach_w():
     assert torch.isfinite(g).all() and (g - torch.diag(torch.diagonal(g))).abs().sum() > 0
     assert torch.diagonal(g).abs().max() == 0  # the diagonal of W is not used
     ta = TransitionMatrix(2)()
-    torch.testing.assert_close(ta, torch.tensor([[0.8935, 0.1065], [0.1065, 0.8935]]),
-                               atol=1e-4, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        ta, torch.tensor([[0.8935, 0.1065], [0.1065, 0.8935]]), atol=1e-4, rtol=0
+    )
 
 
 def test_class_to_affinity_identity():
@@ -81,8 +82,9 @@ def test_refine_equals_dense_reference():
     s = affinity(f)
     assert s.shape == (2, 99, 99) and s.min() >= 1e-10 and s.max() <= 1
     torch.testing.assert_close(refine(z, s), dense_refine(z, s), atol=1e-5, rtol=0)
-    torch.testing.assert_close(refine_chunked(z, f, chunk=17), dense_refine(z, s),
-                               atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        refine_chunked(z, f, chunk=17), dense_refine(z, s), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -164,8 +166,14 @@ def test_gradients_finite_with_absent_classes():
     out = JCASOutput(tuple(logits), tuple(feats))
     total, terms = jcas_loss(out, y, cfg.loss, (8, 10), tc(), ta(), prior)
     total.backward()
-    assert np.isfinite(total.item()) and set(terms) == {"seg1", "seg2", "aff1", "aff2", "vol",
-                                                        "consistency"}  # fmt: skip
+    assert np.isfinite(total.item()) and set(terms) == {
+        "seg1",
+        "seg2",
+        "aff1",
+        "aff2",
+        "vol",
+        "consistency",
+    }
     for t in (*logits, *feats, tc.weight, ta.weight):
         assert torch.isfinite(t.grad).all()
     assert tc.weight.grad.abs().sum() > 0 and ta.weight.grad.abs().sum() > 0
@@ -175,8 +183,10 @@ def test_stage1_has_no_transition_terms_and_matches_weights():
     from jcas_napari.core.config import LossWeights
     from jcas_napari.core.model import JCASOutput
 
-    out = JCASOutput((torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)),
-                     (torch.randn(1, 8, 6, 8), torch.randn(1, 8, 6, 8)))  # fmt: skip
+    out = JCASOutput(
+        (torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)),
+        (torch.randn(1, 8, 6, 8), torch.randn(1, 8, 6, 8)),
+    )
     y = torch.randint(0, 4, (1, 48, 64))
     w = LossWeights()
     total, terms = jcas_loss(out, y, w, (6, 8))

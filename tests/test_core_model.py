@@ -12,7 +12,7 @@ from jcas_napari.core.model import (
     ResNetTrunk,
     build_model,
     load_backbone_weights,
-)  # fmt: skip
+)
 
 # Counts of torchvision's resnet18/50 state dicts (params + BN buffers + fc.weight/bias).
 TORCHVISION_KEYS = {18: 122, 50: 320}
@@ -21,8 +21,10 @@ TORCHVISION_KEYS = {18: 122, 50: 320}
 def torchvision_like_state(depth: int) -> dict[str, torch.Tensor]:
     """A state dict shaped and named like torchvision's resnet{depth}(), fc included."""
     trunk = ResNetTrunk(depth, 64)
-    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.dtype.is_floating_point else v
-             for k, v in trunk.state_dict().items()}  # fmt: skip
+    state = {
+        k: torch.randn_like(v.float()).to(v.dtype) if v.dtype.is_floating_point else v
+        for k, v in trunk.state_dict().items()
+    }
     state["fc.weight"] = torch.randn(1000, trunk.channels[1])
     state["fc.bias"] = torch.randn(1000)
     return state
@@ -32,9 +34,14 @@ def torchvision_like_state(depth: int) -> dict[str, torch.Tensor]:
 def test_torchvision_key_names(depth):
     state = torchvision_like_state(depth)
     assert len(state) == TORCHVISION_KEYS[depth]
-    for key in ("conv1.weight", "bn1.running_var", "layer1.0.conv1.weight",
-                "layer2.0.downsample.0.weight", "layer2.0.downsample.1.num_batches_tracked",
-                "layer4.1.bn2.bias"):  # fmt: skip
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.num_batches_tracked",
+        "layer4.1.bn2.bias",
+    ):
         assert key in state
     if depth == 50:
         assert state["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)

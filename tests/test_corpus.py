@@ -51,18 +51,48 @@ def cli_args(case, command: str, tmp_path: Path) -> list[str]:
     out = str(case.out or tmp_path / "out")
     model = str(case.model or MODEL)
     args = {
-        "train": ["train", str(case.path), "--out", str(case.out or tmp_path / "run"),
-                  "--epochs-warmup", "1", "--epochs-jcas", "0"],
-        "run": ["run", str(case.path), "--out", out, "--epochs-warmup", "1", "--epochs-jcas",
-                "0", "--init", "none"],
+        "train": [
+            "train",
+            str(case.path),
+            "--out",
+            str(case.out or tmp_path / "run"),
+            "--epochs-warmup",
+            "1",
+            "--epochs-jcas",
+            "0",
+        ],
+        "run": [
+            "run",
+            str(case.path),
+            "--out",
+            out,
+            "--epochs-warmup",
+            "1",
+            "--epochs-jcas",
+            "0",
+            "--init",
+            "none",
+        ],
         "clean": ["clean", str(case.path), "--model", model, "--out", out],
-        "affinity": ["affinity", str(case.path), "--model", model, "--frame", "f0", "--y", "0",
-                     "--x", "0", "--out", out],
+        "affinity": [
+            "affinity",
+            str(case.path),
+            "--model",
+            model,
+            "--frame",
+            "f0",
+            "--y",
+            "0",
+            "--x",
+            "0",
+            "--out",
+            out,
+        ],
         "export": ["export", model, out],
         "make-dataset": ["make-dataset", str(case.path), "--sequences", "1", "--frames", "1"],
         "check": ["check", str(case.path)],
         "evaluate": ["evaluate", str(case.path / "masks"), str(case.path / "masks")],
-    }[command]  # fmt: skip
+    }[command]
     return args + case.extra.get("args", [])  # options given twice: the last one counts
 
 
@@ -132,8 +162,9 @@ def test_read_only_output_folder_is_reported(tmp_path, monkeypatch):
 
     ds = good(tmp_path / "ds")
     monkeypatch.setattr(io_mod.tempfile, "mkstemp", denied)
-    res = runner.invoke(app, ["clean", str(ds), "--model", str(MODEL), "--out",
-                              str(tmp_path / "ro")])  # fmt: skip
+    res = runner.invoke(
+        app, ["clean", str(ds), "--model", str(MODEL), "--out", str(tmp_path / "ro")]
+    )
     assert res.exit_code == 2 and "Permission denied" in res.output
     assert "Traceback" not in res.output
 
@@ -145,8 +176,9 @@ def test_very_large_frame_cleans_without_memory_blow_up(tmp_path):
     from jcas_napari.data.io import write_image, write_mask
 
     rng = np.random.default_rng(0)
-    write_image(tmp_path / "big" / "images" / "f.png",
-                rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))  # fmt: skip
+    write_image(
+        tmp_path / "big" / "images" / "f.png", rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)
+    )
     m = np.zeros((3000, 4000), np.uint8)
     m[1000:2000, 1000:3000] = 1
     write_mask(tmp_path / "big" / "masks" / "f.png", m)
@@ -157,8 +189,12 @@ def test_very_large_frame_cleans_without_memory_blow_up(tmp_path):
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
         "print('PEAK', int(hwm) // 1024, 'EXIT', code)"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big"), str(MODEL),
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "big"), str(MODEL), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("PEAK")][0].split()
     peak, code_ = int(line[1]), line[3]
     assert code_ in ("0", "None"), res.stdout + res.stderr[-1000:]

@@ -25,12 +25,20 @@ from jcas_napari.evaluate import evaluate_folders
 runner = CliRunner()
 
 # The 12 scene classes of the challenge's labels.json (colours as commonly distributed).
-SCENE = [("background-tissue", [0, 0, 0]), ("instrument-shaft", [0, 255, 0]),
-         ("instrument-clasper", [0, 255, 255]), ("instrument-wrist", [125, 255, 12]),
-         ("kidney-parenchyma", [255, 55, 0]), ("covered-kidney", [24, 55, 125]),
-         ("thread", [187, 155, 25]), ("clamps", [0, 255, 125]),
-         ("suturing-needle", [255, 255, 125]), ("suction-instrument", [123, 15, 175]),
-         ("intestine", [124, 155, 5]), ("ultrasound-probe", [12, 255, 141])]  # fmt: skip
+SCENE = [
+    ("background-tissue", [0, 0, 0]),
+    ("instrument-shaft", [0, 255, 0]),
+    ("instrument-clasper", [0, 255, 255]),
+    ("instrument-wrist", [125, 255, 12]),
+    ("kidney-parenchyma", [255, 55, 0]),
+    ("covered-kidney", [24, 55, 125]),
+    ("thread", [187, 155, 25]),
+    ("clamps", [0, 255, 125]),
+    ("suturing-needle", [255, 255, 125]),
+    ("suction-instrument", [123, 15, 175]),
+    ("intestine", [124, 155, 5]),
+    ("ultrasound-probe", [12, 255, 141]),
+]
 PALETTE = np.array([c for _, c in SCENE], np.uint8)
 
 
@@ -95,8 +103,14 @@ def test_one_sequence_folder_and_per_sequence_labels_json(release, tmp_path):
 
 def test_labels_json_problems_are_one_line(tmp_path):
     bad = tmp_path / "labels.json"
-    bad.write_text(json.dumps([{"name": "a", "color": [0, 0, 0], "classid": 0},
-                               {"name": "b", "color": [1, 1, 1], "classid": 2}]))  # fmt: skip
+    bad.write_text(
+        json.dumps(
+            [
+                {"name": "a", "color": [0, 0, 0], "classid": 0},
+                {"name": "b", "color": [1, 1, 1], "classid": 2},
+            ]
+        )
+    )
     from jcas_napari.data.endovis import load_labels_json
 
     with pytest.raises(DatasetError, match="without gaps"):
@@ -116,13 +130,27 @@ def test_check_run_evaluate_on_an_endovis_release(release, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(1, 1).to_dict()))
     out = tmp_path / "out"
-    res = runner.invoke(app, ["run", str(noisy), "--out", str(out), "--config", str(cfg),
-                              "--init", "none", "--device", "cpu"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            str(noisy),
+            "--out",
+            str(out),
+            "--config",
+            str(cfg),
+            "--init",
+            "none",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert tree_hash(noisy) == before  # nothing written into the input
     written = sorted(p.relative_to(out).as_posix() for p in out.glob("seq_*/labels/*.png"))
-    assert written == sorted(f"{s}/labels/frame{t:03d}.png" for s in ("seq_1", "seq_2")
-                             for t in range(4))  # fmt: skip
+    assert written == sorted(
+        f"{s}/labels/frame{t:03d}.png" for s in ("seq_1", "seq_2") for t in range(4)
+    )
     assert (out / "labels.json").read_bytes() == (noisy / "labels.json").read_bytes()
     for p in out.glob("seq_*/labels/*.png"):
         with Image.open(p) as im:
@@ -145,8 +173,9 @@ def test_check_run_evaluate_on_an_endovis_release(release, tmp_path):
     ["ids8", "ids16", "indexed", "rgb", "tif8", "tif16", "rgba"],
 )
 def test_mask_formats_round_trip(tmp_path, mode):
-    classes = ClassInfo(("bg", "a", "b", "c"), palette=((0, 0, 0), (9, 9, 9), (5, 6, 7),
-                                                         (200, 1, 3)))  # fmt: skip
+    classes = ClassInfo(
+        ("bg", "a", "b", "c"), palette=((0, 0, 0), (9, 9, 9), (5, 6, 7), (200, 1, 3))
+    )
     ids = np.random.default_rng(0).integers(0, 4, (16, 20)).astype(np.uint8)
     suffix = ".tif" if mode.startswith("tif") else ".png"
     src = tmp_path / f"in{suffix}"
@@ -157,8 +186,9 @@ def test_mask_formats_round_trip(tmp_path, mode):
     elif mode == "rgb":
         data = np.asarray(classes.palette, np.uint8)[ids]
     elif mode == "rgba":
-        data = np.concatenate([np.asarray(classes.palette, np.uint8)[ids],
-                               np.full((16, 20, 1), 255, np.uint8)], -1)  # fmt: skip
+        data = np.concatenate(
+            [np.asarray(classes.palette, np.uint8)[ids], np.full((16, 20, 1), 255, np.uint8)], -1
+        )
     if mode == "indexed":
         im = Image.fromarray(ids, mode="L").convert("P")
         im.putpalette([v for c in palette(4) for v in c])
@@ -188,13 +218,35 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(1, 1).to_dict()))
     out = tmp_path / "out"
-    res = runner.invoke(app, ["run", str(tmp_path / "stack"), "--out", str(out), "--config",
-                              str(cfg), "--init", "none", "--device", "cpu"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "stack"),
+            "--out",
+            str(out),
+            "--config",
+            str(cfg),
+            "--init",
+            "none",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     stack = tifffile.imread(out / "masks.tif")
     assert stack.shape == masks.shape and stack.dtype == np.uint8
-    res = runner.invoke(app, ["clean", str(tmp_path / "stack"), "--out", str(out), "--model",
-                              str(out / "run" / "checkpoints" / "best.pt")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "clean",
+            str(tmp_path / "stack"),
+            "--out",
+            str(out),
+            "--model",
+            str(out / "run" / "checkpoints" / "best.pt"),
+        ],
+    )
     assert res.exit_code == 0, res.output  # a rerun resumes and rewrites masks.tif
     assert (tifffile.imread(out / "masks.tif") == stack).all()
     # Folder masks as 16-bit TIFF files: cleaned masks are 16-bit .tif too.
@@ -203,8 +255,21 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
         write_image(root / "images" / "s" / f"f{t}.png", images[t])
         (root / "masks" / "s").mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(root / "masks" / "s" / f"f{t}.tif", masks[t].astype(np.uint16))
-    res = runner.invoke(app, ["run", str(root), "--out", str(tmp_path / "o16"), "--config",
-                              str(cfg), "--init", "none", "--device", "cpu"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            str(root),
+            "--out",
+            str(tmp_path / "o16"),
+            "--config",
+            str(cfg),
+            "--init",
+            "none",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     outs = sorted((tmp_path / "o16" / "masks" / "s").iterdir())
     assert [p.name for p in outs] == [f"f{t}.tif" for t in range(4)]

@@ -33,11 +33,15 @@ def test_core_and_data_import_without_napari_or_qt():
 
 def test_no_gui_or_torch_modules_loaded_by_data_layer():
     res = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, jcas_napari.data.noise, jcas_napari.data.make, jcas_napari.cli\n"
-         "bad = [m for m in sys.modules if m.split('.')[0] in "
-         "{'napari','qtpy','PyQt5','magicgui','vispy','torch'}]\nprint(bad)"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, jcas_napari.data.noise, jcas_napari.data.make, jcas_napari.cli\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "{'napari','qtpy','PyQt5','magicgui','vispy','torch'}]\nprint(bad)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"

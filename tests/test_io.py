@@ -18,7 +18,7 @@ from jcas_napari.data.io import (
     read_mask,
     write_mask,
     write_stack,
-)  # fmt: skip
+)
 
 
 def test_folder_layout_round_trip(folder_dataset, small_sequence):
@@ -77,9 +77,15 @@ def test_palette_rgb_masks_and_classes_json(tmp_path, small_sequence):
         rgb = np.array(pal, np.uint8)[masks[i]]
         (root / "masks" / f"f{i:02d}.png").unlink()
         Image.fromarray(rgb).save(root / "masks" / f"f{i:02d}.png")
-    (root / "classes.json").write_text(json.dumps(
-        {"names": ["background", "shaft", "wrist", "clasper"], "ignore_index": 255, "palette": pal}
-    ))
+    (root / "classes.json").write_text(
+        json.dumps(
+            {
+                "names": ["background", "shaft", "wrist", "clasper"],
+                "ignore_index": 255,
+                "palette": pal,
+            }
+        )
+    )
     ds = open_dataset(root)
     np.testing.assert_array_equal(ds[1].mask, masks[1])
 
@@ -247,7 +253,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("jcas_napari.data.io.os.replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(DatasetError, match="out.bin: cannot write \\(disk full\\)"):
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

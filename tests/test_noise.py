@@ -13,7 +13,7 @@ from jcas_napari.data.noise import (
     corrupt_sequence,
     markov_binary,
     symmetric_matrix,
-)  # fmt: skip
+)
 from jcas_napari.data.synthetic import make_frame, make_sequence
 
 ALL = [k for k in KINDS if k != "none"] + [p for p in PRESETS if p not in KINDS]
@@ -101,8 +101,9 @@ def test_asymmetric_preset_matches_jcas_fractions():
     np.testing.assert_allclose(got, [0.452, 0.194, 0.170, 0.184], atol=0.01)
     np.testing.assert_allclose(info.params["matrix"], ASYMMETRIC50)
     # Empirical transition matrix recovers the one used.
-    emp = np.array([np.bincount(noisy[clean == i], minlength=4) / (clean == i).sum()
-                    for i in range(4)])  # fmt: skip
+    emp = np.array(
+        [np.bincount(noisy[clean == i], minlength=4) / (clean == i).sum() for i in range(4)]
+    )
     np.testing.assert_allclose(emp, ASYMMETRIC50, atol=0.02)
 
 

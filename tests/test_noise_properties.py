@@ -8,8 +8,18 @@ from hypothesis import strategies as st
 
 from jcas_napari.data.noise import corrupt
 
-KINDS = ["symmetric", "asymmetric", "ellipse", "dilate", "erode", "affine", "polygon",
-         "markov", "drop", "mix"]  # fmt: skip
+KINDS = [
+    "symmetric",
+    "asymmetric",
+    "ellipse",
+    "dilate",
+    "erode",
+    "affine",
+    "polygon",
+    "markov",
+    "drop",
+    "mix",
+]
 
 
 @st.composite

@@ -37,8 +37,9 @@ def test_every_frame_is_cleaned_by_a_model_that_never_trained_on_it(tmp_path):
 
     pipeline.train = spy
     try:
-        fitted = run_sync(pipeline.fit(ds, tiny_config(1, 1), tmp_path / "run", folds=2,
-                                       device="cpu"))  # fmt: skip
+        fitted = run_sync(
+            pipeline.fit(ds, tiny_config(1, 1), tmp_path / "run", folds=2, device="cpu")
+        )
     finally:
         pipeline.train = real_train
     held = [set(idx) for _, idx in fitted.models]
@@ -62,8 +63,19 @@ def test_cli_run_calls_the_core_pipeline(tmp_path, monkeypatch):
         return (yield from real_fit(ds, config, run_dir, **kw))
 
     monkeypatch.setattr(pipeline, "fit", spy)
-    res = CliRunner().invoke(app, ["run", str(tmp_path / "ds"), "--out", str(tmp_path / "out"),
-                                   "--config", str(cfg), "--device", "cpu"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "ds"),
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            str(cfg),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert calls == [2] and "out-of-sample" in res.output  # 4 sequences, 32 frames: 2 folds
     assert (tmp_path / "out" / "run" / "fold1" / "checkpoints" / "best.pt").exists()

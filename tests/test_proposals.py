@@ -101,8 +101,9 @@ def test_do_no_harm_on_clean_masks(small_sequence):
     q_flat = np.concatenate([q.reshape(4, -1).T for q in qs])
     t = confident_joint_estimate(q_flat, np.concatenate([m.ravel() for m in masks]))
     cap = int(noise_rate(t, np.bincount(masks.ravel(), minlength=4) / masks.size) * masks[0].size)
-    changed = sum(int((propose(q, m, t, max_changed=cap).proposed != m).sum())
-                  for q, m in zip(qs, masks))  # fmt: skip
+    changed = sum(
+        int((propose(q, m, t, max_changed=cap).proposed != m).sum()) for q, m in zip(qs, masks)
+    )
     assert changed / masks.size <= 0.005
 
 
@@ -156,9 +157,16 @@ def random_checkpoint(gain: float | None = None) -> dict:
     cfg.affinity.grid = (8, 10)
     torch.manual_seed(0)
     net = build_model(cfg, 4)
-    ckpt = {"config": cfg.to_dict(), "class_names": ["bg", "a", "b", "c"], "ignore_index": 255,
-            "model": net.state_dict(), "t_c": torch.eye(4), "t_a": torch.eye(2),
-            "prior": torch.tensor([0.85, 0.05, 0.05, 0.05]), "method": "jcas"}  # fmt: skip
+    ckpt = {
+        "config": cfg.to_dict(),
+        "class_names": ["bg", "a", "b", "c"],
+        "ignore_index": 255,
+        "model": net.state_dict(),
+        "t_c": torch.eye(4),
+        "t_a": torch.eye(2),
+        "prior": torch.tensor([0.85, 0.05, 0.05, 0.05]),
+        "method": "jcas",
+    }
     if gain is not None:
         ckpt["guard"] = {"val_nll": 1.0, "prior_nll": 1.0 / (1 - gain), "val_gain": gain}
     return ckpt

@@ -23,17 +23,34 @@ def _clean(dataset: Path, out: Path, ranks: int) -> subprocess.CompletedProcess:
     """``jcas clean`` with the shipped model, in 1 process or under torchrun with ``ranks``."""
     launch = [sys.executable, "-m", "jcas_napari.cli"]
     if ranks > 1:
-        launch = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", "-m",
-                  "jcas_napari.cli"]  # fmt: skip
+        launch = [
+            str(TORCHRUN),
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            "-m",
+            "jcas_napari.cli",
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*launch, "clean", str(dataset), "--model", str(shipped_model()), "--out", str(out),
-           "--device", "cpu"]  # fmt: skip
+    cmd = [
+        *launch,
+        "clean",
+        str(dataset),
+        "--model",
+        str(shipped_model()),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != ".jcas.lock"}  # fmt: skip
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".jcas.lock"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +121,7 @@ def test_shares_are_contiguous_and_cover_the_work(monkeypatch):
         monkeypatch.setattr(shard, "rank", lambda r=r: r)
         monkeypatch.setattr(shard, "world", lambda: 3)
         skip = shard.share(10, models, finished)
-        shares.append([(m, i) for m, idx in models for i in (idx or range(10))
-                       if not skip(i, m)])  # fmt: skip
+        shares.append([(m, i) for m, idx in models for i in (idx or range(10)) if not skip(i, m)])
     work = [(m, i) for m, idx in models for i in (idx or range(10)) if not finished(i, m)]
     assert [w for s in shares for w in s] == work  # in order, each once
     assert [len(s) for s in shares] == [5, 6, 6]

@@ -45,8 +45,10 @@ def test_border_is_black_and_unlabelled():
 
 def test_sequences_move_smoothly():
     _, masks = make_sequence(10, np.random.default_rng(3), (128, 160))
+
     def iou(a, b):
         return ((a > 0) & (b > 0)).sum() / max(((a > 0) | (b > 0)).sum(), 1)
+
     near = np.mean([iou(masks[t], masks[t + 1]) for t in range(9)])
     far = iou(masks[0], masks[9])
     assert near > 0.6 and near > far

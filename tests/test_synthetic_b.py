@@ -132,9 +132,15 @@ def test_family_a_without_vary_is_unchanged(tmp_path):
 
 def test_make_dataset_family_b_with_vary(tmp_path):
     out = make_dataset(
-        tmp_path / "b", sequences=2, frames=2, size=SMALL, noise="ellipse", seed=1,
-        family="b", vary=0.8,
-    )  # fmt: skip
+        tmp_path / "b",
+        sequences=2,
+        frames=2,
+        size=SMALL,
+        noise="ellipse",
+        seed=1,
+        family="b",
+        vary=0.8,
+    )
     ds = open_dataset(out)
     ds.validate()
     assert len(ds) == 4 and ds.has_clean

@@ -111,8 +111,11 @@ def test_cancel_keeps_the_last_good_checkpoint(tiny, tmp_path):
         calls["n"] += 1
         return calls["n"] > 2
 
-    res = run_sync(train(tiny, tiny_config(1, 1), tmp_path / "run", seed=2, resume=False,
-                         should_stop=stop_soon))  # fmt: skip
+    res = run_sync(
+        train(
+            tiny, tiny_config(1, 1), tmp_path / "run", seed=2, resume=False, should_stop=stop_soon
+        )
+    )
     assert res.cancelled and calls["n"] == 3
     assert last.read_bytes() == before  # nothing written mid-epoch
     load_checkpoint(last, 4)
@@ -157,8 +160,10 @@ def test_malicious_pickle_is_refused_without_running_code(tmp_path):
     assert not EVIL_MARK.exists()
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+    reason="torchrun not installed",
+)
 def test_ddp_two_cpu_processes(tiny, tmp_path):
     cfg_path = tmp_path / "tiny.yaml"
     import yaml
@@ -168,11 +173,26 @@ def test_ddp_two_cpu_processes(tiny, tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "jcas_napari.cli", "train",
-         str(tiny.root), "--out", str(tmp_path / "ddp"), "--config", str(cfg_path),
-         "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "jcas_napari.cli",
+            "train",
+            str(tiny.root),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--config",
+            str(cfg_path),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.count("best model:") == 2  # both ranks finished
     ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "best.pt", 4)

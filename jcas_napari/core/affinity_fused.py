@@ -146,8 +146,7 @@ class FusedAffinity(torch.autograd.Function):
         chunk: int,
     ) -> torch.Tensor:
         """0-d loss; saves dL/dU [B,N,D], dL/dt01 and dL/dt11 (0-d) for backward."""
-        total, du, g01, g11 = fused_sum(u, labels, valid, t01.detach(), t11.detach(), chunk,
-                                        True)  # fmt: skip
+        total, du, g01, g11 = fused_sum(u, labels, valid, t01.detach(), t11.detach(), chunk, True)
         n_pairs = (valid.sum(1).to(u.dtype) ** 2).sum().clamp(min=1)
         du.div_(n_pairs)
         ctx.save_for_backward(du, (g01 / n_pairs).to(t01.dtype), (g11 / n_pairs).to(t11.dtype))

@@ -44,17 +44,21 @@ def fold_splits(sequences: dict[str, list[int]], folds: int, seed: int) -> list[
     """Frame indices of ``folds`` folds made of whole sequences (round-robin after a shuffle)."""
     names = sorted(sequences)
     if len(names) < folds:
-        raise ValueError(f"{folds} folds need at least {folds} sequences, the dataset has "
-                         f"{len(names)}")  # fmt: skip
+        raise ValueError(
+            f"{folds} folds need at least {folds} sequences, the dataset has {len(names)}"
+        )
     order = np.random.default_rng(seed).permutation(names)
     return [sorted(i for n in order[f::folds] for i in sequences[n]) for f in range(folds)]
 
 
 def load_batch(
-    dataset: Sequence, indices: Sequence[int], size: tuple[int, int],
-    flips: Sequence[bool] | None = None, device: str | torch.device = "cpu",
+    dataset: Sequence,
+    indices: Sequence[int],
+    size: tuple[int, int],
+    flips: Sequence[bool] | None = None,
+    device: str | torch.device = "cpu",
     ignore_index: int = 255,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read frames (lazily, one by one), resize and normalise them.
 
     Returns images [B,3,h,w] float and noisy masks [B,h,w] long.
@@ -81,8 +85,13 @@ class PlannedBatches(torch.utils.data.Dataset):
     depend on how many workers read it.
     """
 
-    def __init__(self, dataset: Sequence, plan: list[list[tuple[int, bool]]],
-                 size: tuple[int, int], ignore_index: int = 255) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: Sequence,
+        plan: list[list[tuple[int, bool]]],
+        size: tuple[int, int],
+        ignore_index: int = 255,
+    ) -> None:
         self.dataset, self.plan, self.size, self.ignore = dataset, plan, size, ignore_index
 
     def __len__(self) -> int:
@@ -95,9 +104,12 @@ class PlannedBatches(torch.utils.data.Dataset):
 
 
 def batch_loader(
-    dataset: Sequence, plan: list[list[tuple[int, bool]]], size: tuple[int, int],
-    device: torch.device, ignore_index: int = 255,
-) -> torch.utils.data.DataLoader:  # fmt: skip
+    dataset: Sequence,
+    plan: list[list[tuple[int, bool]]],
+    size: tuple[int, int],
+    device: torch.device,
+    ignore_index: int = 255,
+) -> torch.utils.data.DataLoader:
     """A DataLoader over ``PlannedBatches``: worker processes and pinned memory on CUDA,
     where the CPU pipeline limited a GPU run; in-process on the CPU, where a worker would
     take a core from the step itself."""
@@ -105,7 +117,10 @@ def batch_loader(
 
     workers = min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0
     return torch.utils.data.DataLoader(
-        PlannedBatches(dataset, plan, size, ignore_index), batch_size=None, shuffle=False,
-        num_workers=workers, pin_memory=device.type == "cuda",
+        PlannedBatches(dataset, plan, size, ignore_index),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
         persistent_workers=False,
-    )  # fmt: skip
+    )

@@ -61,15 +61,17 @@ def load_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> 
     version = ckpt["format_version"]
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            path, f"format version {version} is newer than this jcas-napari supports "
+            path,
+            f"format version {version} is newer than this jcas-napari supports "
             f"({FORMAT_VERSION}); upgrade jcas-napari",
-        )  # fmt: skip
+        )
     k = len(ckpt["class_names"])
     if num_classes is not None and k != num_classes:
         raise CheckpointError(
-            path, f"checkpoint has {k} classes {list(ckpt['class_names'])}, the dataset has "
+            path,
+            f"checkpoint has {k} classes {list(ckpt['class_names'])}, the dataset has "
             f"{num_classes}",
-        )  # fmt: skip
+        )
     loaded = LoadedCheckpoint(ckpt)
     loaded.path = path
     return loaded
@@ -103,9 +105,11 @@ def model_from_checkpoint(
     return net.eval(), cfg
 
 
-SIZE_MISMATCH = re.compile(r"size mismatch for ([\w.]+): copying a param with shape "
-                           r"torch.Size\((\[[^\]]*\])\) from checkpoint, the shape in "
-                           r"current model is torch.Size\((\[[^\]]*\])\)")  # fmt: skip
+SIZE_MISMATCH = re.compile(
+    r"size mismatch for ([\w.]+): copying a param with shape "
+    r"torch.Size\((\[[^\]]*\])\) from checkpoint, the shape in "
+    r"current model is torch.Size\((\[[^\]]*\])\)"
+)
 
 
 def weights_mismatch(exc: Exception) -> str:
@@ -115,14 +119,18 @@ def weights_mismatch(exc: Exception) -> str:
     sizes = SIZE_MISMATCH.findall(text)
     if sizes:
         name, saved, wanted = sizes[0]
-        what = (f"{len(sizes)} tensors differ in shape, e.g. {name} is {saved} in the file "
-                f"but {wanted} in the model its config describes")  # fmt: skip
+        what = (
+            f"{len(sizes)} tensors differ in shape, e.g. {name} is {saved} in the file "
+            f"but {wanted} in the model its config describes"
+        )
     else:  # missing or unexpected keys: their list is one long line
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         first = (lines[1:] or lines or [type(exc).__name__])[0]
         what = first if len(first) <= 160 else first[:157] + "..."
-    return (f"the weights do not fit the model its saved config describes ({what}); the "
-            "file was changed or assembled by hand")
+    return (
+        f"the weights do not fit the model its saved config describes ({what}); the "
+        "file was changed or assembled by hand"
+    )
 
 
 def check_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> Config:
@@ -131,9 +139,23 @@ def check_checkpoint(path: os.PathLike | str, num_classes: int | None = None) ->
     return model_from_checkpoint(load_checkpoint(path, num_classes), path)[1]
 
 
-EXPORT_KEYS = ("config", "class_names", "ignore_index", "model", "t_c", "t_a", "thresholds",
-               "prior", "t_c_anchor", "guard", "history", "method", "seed", "epoch",
-               "stage")  # fmt: skip
+EXPORT_KEYS = (
+    "config",
+    "class_names",
+    "ignore_index",
+    "model",
+    "t_c",
+    "t_a",
+    "thresholds",
+    "prior",
+    "t_c_anchor",
+    "guard",
+    "history",
+    "method",
+    "seed",
+    "epoch",
+    "stage",
+)
 
 
 def export_checkpoint(src: os.PathLike | str, dst: os.PathLike | str, half: bool = True) -> Path:
@@ -141,6 +163,7 @@ def export_checkpoint(src: os.PathLike | str, dst: os.PathLike | str, half: bool
     ckpt = load_checkpoint(src)
     out = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
     if half:
-        out["model"] = {k: v.half() if v.is_floating_point() else v
-                        for k, v in ckpt["model"].items()}  # fmt: skip
+        out["model"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
+        }
     return save_checkpoint(dst, out)

@@ -67,9 +67,11 @@ def model_guard(ckpt: dict) -> str | None:
     if gain is None or not np.isfinite(gain):
         return None
     if gain <= 0:
-        return (f"the model predicts held-out labels no better than the class frequencies "
-                f"do (NLL {guard['val_nll']:.3f} vs {guard['prior_nll']:.3f}): train it "
-                "longer, on more frames, or from the shipped model")  # fmt: skip
+        return (
+            f"the model predicts held-out labels no better than the class frequencies "
+            f"do (NLL {guard['val_nll']:.3f} vs {guard['prior_nll']:.3f}): train it "
+            "longer, on more frames, or from the shipped model"
+        )
     return None
 
 
@@ -77,11 +79,15 @@ class Cleaner:
     """A loaded checkpoint that cleans frames and explains them (affinity maps)."""
 
     def __init__(
-        self, checkpoint: os.PathLike | str | dict, num_classes: int | None = None,
-        device: str = "auto", settings: RuleSettings | None = None,
-    ) -> None:  # fmt: skip
-        ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint,
-                                                                              num_classes)
+        self,
+        checkpoint: os.PathLike | str | dict,
+        num_classes: int | None = None,
+        device: str = "auto",
+        settings: RuleSettings | None = None,
+    ) -> None:
+        ckpt = (
+            checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, num_classes)
+        )
         self.checkpoint = ckpt
         self.source = None if isinstance(checkpoint, dict) else str(checkpoint)
         self.device = pick_device(device)
@@ -139,8 +145,14 @@ class Cleaner:
             out.append(q.astype(np.float32))
         return out
 
-    def clean_frame(self, index: int, frame_id: str, probs: np.ndarray, given: np.ndarray,
-                    neighbours: np.ndarray | None = None) -> CleaningResult:  # fmt: skip
+    def clean_frame(
+        self,
+        index: int,
+        frame_id: str,
+        probs: np.ndarray,
+        given: np.ndarray,
+        neighbours: np.ndarray | None = None,
+    ) -> CleaningResult:
         """Proposed mask, regions and scores from q [K,H,W] and the given mask [H,W];
         ``neighbours`` [K,H,W] is the mean q of the neighbouring frames, if any."""
         k = probs.shape[0]
@@ -148,19 +160,30 @@ class Cleaner:
         n_valid = max(int(valid.sum()), 1)
         given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
         cap = int(np.ceil(self.noise_rate * n_valid))
-        rule = propose(probs, given_k, self.t_c, max_changed=cap, settings=self.settings,
-                       q_neighbours=neighbours)  # fmt: skip
+        rule = propose(
+            probs,
+            given_k,
+            self.t_c,
+            max_changed=cap,
+            settings=self.settings,
+            q_neighbours=neighbours,
+        )
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
         if self.weak_reason is not None:
             proposed, regions, info = given.copy(), np.zeros_like(regions), []
         changed = int((proposed != given).sum())
         return CleaningResult(
-            index, frame_id, probs.argmax(0).astype(np.uint8), probs.max(0).astype(np.float32),
-            proposed, regions, info,
+            index,
+            frame_id,
+            probs.argmax(0).astype(np.uint8),
+            probs.max(0).astype(np.float32),
+            proposed,
+            regions,
+            info,
             noise_score=float(rule.p_wrong[valid].sum() / n_valid),
             changed_fraction=changed / n_valid,
-        )  # fmt: skip
+        )
 
     @torch.no_grad()
     def affinity_map(self, image: np.ndarray, y: int, x: int) -> np.ndarray:
@@ -212,9 +235,11 @@ def check_on_data(
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
     reason, t_here = None, (confident_joint_estimate(q, lab) if len(lab) else None)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
-        reason = (f"on these frames the model predicts the given labels no better than the "
-                  f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
-                  "it does not know this kind of image; fine-tune it on this data")  # fmt: skip
+        reason = (
+            f"on these frames the model predicts the given labels no better than the "
+            f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
+            "it does not know this kind of image; fine-tune it on this data"
+        )
     return reason, t_here
 
 
@@ -238,8 +263,11 @@ def clean(
     Frames are read lazily and a window of three frames' probabilities is held.
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
-    cleaner = checkpoint if isinstance(checkpoint, Cleaner) else Cleaner(
-        checkpoint, num_classes, device, settings)  # fmt: skip
+    cleaner = (
+        checkpoint
+        if isinstance(checkpoint, Cleaner)
+        else Cleaner(checkpoint, num_classes, device, settings)
+    )
     wanted = list(range(len(dataset)) if indices is None else indices)
     scope = sorted(set(wanted if scope is None else scope) | set(wanted))
     if check_data and scope and cleaner.weak_reason is None:
@@ -251,9 +279,12 @@ def clean(
     needed = sorted({j for i in wanted for j in (i - 1, i, i + 1) if j in in_scope})
 
     def neighbour(cur, other) -> bool:
-        return (other is not None and abs(other[0] - cur[0]) == 1
-                and seq_of.get(other[0]) == seq_of.get(cur[0])
-                and other[2].shape == cur[2].shape)  # fmt: skip
+        return (
+            other is not None
+            and abs(other[0] - cur[0]) == 1
+            and seq_of.get(other[0]) == seq_of.get(cur[0])
+            and other[2].shape == cur[2].shape
+        )
 
     prev = cur = None
     for item in _chain(_with_probs(dataset, cleaner, needed, batch_size)):

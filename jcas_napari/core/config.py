@@ -86,10 +86,16 @@ class Config:
         ``small.yaml: train.lr must be a number > 0, got 'abc'``.
         """
         if not isinstance(raw, dict):
-            raise ValueError(f"{source}: a config must be a mapping of sections, got "
-                             f"{type(raw).__name__}")  # fmt: skip
-        sections = {"model": ModelConfig, "input": InputConfig, "affinity": AffinityConfig,
-                    "loss": LossWeights, "train": TrainConfig}  # fmt: skip
+            raise ValueError(
+                f"{source}: a config must be a mapping of sections, got {type(raw).__name__}"
+            )
+        sections = {
+            "model": ModelConfig,
+            "input": InputConfig,
+            "affinity": AffinityConfig,
+            "loss": LossWeights,
+            "train": TrainConfig,
+        }
         unknown = set(raw) - set(sections) - {"name"}
         if unknown:
             raise ValueError(f"{source}: unknown section(s) {sorted(unknown, key=str)}")
@@ -97,8 +103,9 @@ class Config:
         for key, typ in sections.items():
             part = raw.get(key) or {}
             if not isinstance(part, dict):
-                raise ValueError(f"{source}: '{key}' must be a mapping of settings, got "
-                                 f"{type(part).__name__}")  # fmt: skip
+                raise ValueError(
+                    f"{source}: '{key}' must be a mapping of settings, got {type(part).__name__}"
+                )
             names = {f.name for f in fields(typ)}
             bad = set(part) - names
             if bad:

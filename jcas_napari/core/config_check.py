@@ -45,8 +45,11 @@ def _real(v: Any) -> float:
 
 
 def whole(lo: int, hi: int | None = None, options: tuple[int, ...] = ()) -> Rule:
-    what = f"one of {list(options)}" if options else (
-        f"a whole number in [{lo}, {hi}]" if hi is not None else f"a whole number >= {lo}")
+    what = (
+        f"one of {list(options)}"
+        if options
+        else (f"a whole number in [{lo}, {hi}]" if hi is not None else f"a whole number >= {lo}")
+    )
 
     def check(v: Any) -> int:
         v = _whole(v)
@@ -72,8 +75,11 @@ def real(lo: float, *, above: bool = False, below: float | None = None) -> Rule:
 
 def ints(count: int | None = None) -> Rule:
     """A list of positive whole numbers (exactly ``count`` of them when given)."""
-    what = f"a list of {count} positive whole numbers" if count else (
-        "a list of positive whole numbers")
+    what = (
+        f"a list of {count} positive whole numbers"
+        if count
+        else ("a list of positive whole numbers")
+    )
 
     def check(v: Any) -> tuple[int, ...]:
         if not isinstance(v, list | tuple) or not v or (count and len(v) != count):
@@ -113,19 +119,31 @@ def _flag(v: Any) -> bool:
 
 
 RULES: dict[str, dict[str, Rule]] = {
-    "model": {"depth": whole(1, options=DEPTHS), "width": whole(1),
-              "aspp_dilations": ints(), "embed_dims": ints(2),
-              "embed_dilations": optional(ints()),
-              "pretrained": optional(("'imagenet' or a file path", _text))},
+    "model": {
+        "depth": whole(1, options=DEPTHS),
+        "width": whole(1),
+        "aspp_dilations": ints(),
+        "embed_dims": ints(2),
+        "embed_dilations": optional(ints()),
+        "pretrained": optional(("'imagenet' or a file path", _text)),
+    },
     "input": {"height": whole(16, MAX_SIDE), "width": whole(16, MAX_SIDE)},
     "affinity": {"grid": ints(2), "chunk": whole(1)},
     "loss": {k: real(0) for k in ("seg2", "seg1", "aff1", "aff2", "vol", "consistency")},
-    "train": {"epochs_warmup": whole(0), "epochs_jcas": whole(0), "batch_size": whole(1),
-              "optimizer": choice("sgd", "adam"), "lr": real(0, above=True),
-              "t_lr": real(0), "t_optimizer": choice("adam", "sgd"),
-              "t_init": choice("anchor", "paper"), "val_fraction": real(0, below=1),
-              "flip": ("true or false", _flag), "steps_per_epoch": optional(whole(1))},
-}  # fmt: skip
+    "train": {
+        "epochs_warmup": whole(0),
+        "epochs_jcas": whole(0),
+        "batch_size": whole(1),
+        "optimizer": choice("sgd", "adam"),
+        "lr": real(0, above=True),
+        "t_lr": real(0),
+        "t_optimizer": choice("adam", "sgd"),
+        "t_init": choice("anchor", "paper"),
+        "val_fraction": real(0, below=1),
+        "flip": ("true or false", _flag),
+        "steps_per_epoch": optional(whole(1)),
+    },
+}
 
 
 def check_value(source: str, section: str, key: str, value: Any) -> Any:

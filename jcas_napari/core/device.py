@@ -25,8 +25,9 @@ def pick_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; choose from "
-                         f"{', '.join(available_devices())}") from None  # fmt: skip
+        raise ValueError(
+            f"unknown device {device!r}; choose from {', '.join(available_devices())}"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is None:

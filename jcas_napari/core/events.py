@@ -64,8 +64,8 @@ def write_logs(run_dir: Path, history: list[dict]) -> None:
     for row in history:
         writer.writerow({k: row.get(k, "") for k in keys})
     atomic_write_bytes(run_dir / "metrics.csv", buf.getvalue().encode())
-    trans = [{"epoch": r["epoch"], "stage": r["stage"], "t_c": r["t_c"], "t_a": r["t_a"]}
-             for r in history]  # fmt: skip
+    trans = [
+        {"epoch": r["epoch"], "stage": r["stage"], "t_c": r["t_c"], "t_a": r["t_a"]}
+        for r in history
+    ]
     atomic_write_bytes(run_dir / "transitions.json", json.dumps(trans, indent=1).encode())
-
-

@@ -18,9 +18,11 @@ from jcas_napari.core.transitions import class_to_affinity
 
 
 def corrected_ce(
-    logits: torch.Tensor, target: torch.Tensor, t: torch.Tensor | None = None,
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    t: torch.Tensor | None = None,
     ignore_index: int = 255,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Forward-corrected cross-entropy: mean over non-ignored pixels of
     ``-log clamp((softmax(logits) @ T)[target], 1e-10)``. logits [B,C,H,W], target [B,H,W].
 
@@ -29,8 +31,10 @@ def corrected_ce(
     valid = target != ignore_index
     n_valid = valid.sum().clamp(min=1)
     if t is None:
-        return F.cross_entropy(logits, target.long(), ignore_index=ignore_index,
-                               reduction="sum") / n_valid  # fmt: skip
+        return (
+            F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="sum")
+            / n_valid
+        )
     p = torch.einsum("bchw,cd->bdhw", torch.softmax(logits, 1), t)
     tgt = torch.where(valid, target.long(), torch.zeros_like(target.long()))
     p_y = p.gather(1, tgt[:, None]).squeeze(1).clamp(P_MIN, 1.0)
@@ -91,8 +95,9 @@ def affinity_loss(
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         args = (u[:, sl], u, labels[:, sl], labels, valid[:, sl], valid, t01, t11)
-        total = total + (checkpoint(_bce_rows, *args, use_reentrant=False) if grad
-                         else _bce_rows(*args))  # fmt: skip
+        total = total + (
+            checkpoint(_bce_rows, *args, use_reentrant=False) if grad else _bce_rows(*args)
+        )
     n_pairs = (valid.sum(1).to(u.dtype) ** 2).sum().clamp(min=1)
     return total / n_pairs
 
@@ -153,10 +158,12 @@ def jcas_loss(
     seg2 + 0.1 seg1 + aff1 + 0.1 aff2 + 0.5 vol + 0.01 consistency (weights from config).
     Stage 1 (``t_c = t_a = None``): the same with identity T and no vol/consistency terms.
     """
-    seg1, aff1 = level_losses(out.logits[0], out.features[0], target, grid, t_c, t_a, chunk,
-                              ignore_index)  # fmt: skip
-    seg2, aff2 = level_losses(out.logits[1], out.features[1], target, grid, t_c, t_a, chunk,
-                              ignore_index)  # fmt: skip
+    seg1, aff1 = level_losses(
+        out.logits[0], out.features[0], target, grid, t_c, t_a, chunk, ignore_index
+    )
+    seg2, aff2 = level_losses(
+        out.logits[1], out.features[1], target, grid, t_c, t_a, chunk, ignore_index
+    )
     w = weights
     total = w.seg2 * seg2 + w.seg1 * seg1 + w.aff1 * aff1 + w.aff2 * aff2
     terms = {"seg1": seg1, "seg2": seg2, "aff1": aff1, "aff2": aff2}

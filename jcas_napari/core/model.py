@@ -24,8 +24,12 @@ IMAGENET_URLS = {
     50: "https://download.pytorch.org/models/resnet50-0676ba61.pth",
     101: "https://download.pytorch.org/models/resnet101-63fe2227.pth",
 }
-LAYOUTS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
-           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}  # fmt: skip
+LAYOUTS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
 
 
 class BasicBlock(nn.Module):
@@ -179,8 +183,9 @@ def load_backbone_weights(trunk: ResNetTrunk, source: str | os.PathLike, depth: 
     or a path to a ``.pth`` state dict. Raises ``ValueError`` when shapes or keys disagree.
     """
     if str(source) == "imagenet":
-        state = torch.hub.load_state_dict_from_url(IMAGENET_URLS[depth], progress=True,
-                                                   map_location="cpu")  # fmt: skip
+        state = torch.hub.load_state_dict_from_url(
+            IMAGENET_URLS[depth], progress=True, map_location="cpu"
+        )
     else:
         try:
             state = torch.load(source, map_location="cpu", weights_only=True)
@@ -221,6 +226,7 @@ def build_model(cfg: Config, num_classes: int) -> JCASNet:
         ignored = load_backbone_weights(net.backbone, cfg.model.pretrained, cfg.model.depth)
         unexpected = [k for k in ignored if not k.startswith("fc.")]
         if unexpected:
-            warnings.warn(f"ignored {len(unexpected)} unexpected keys, e.g. {unexpected[:3]}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"ignored {len(unexpected)} unexpected keys, e.g. {unexpected[:3]}", stacklevel=2
+            )
     return net

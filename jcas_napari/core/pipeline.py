@@ -33,8 +33,10 @@ def choose_folds(dataset: Sequence, folds: int | None = None) -> int:
         if folds < 1:
             raise ValueError(f"folds must be at least 1, not {folds}")
         return folds
-    big = (len(sequence_map(dataset)) >= MIN_SEQUENCES_FOR_FOLDS
-           and len(dataset) >= MIN_FRAMES_FOR_FOLDS)  # fmt: skip
+    big = (
+        len(sequence_map(dataset)) >= MIN_SEQUENCES_FOR_FOLDS
+        and len(dataset) >= MIN_FRAMES_FOR_FOLDS
+    )
     return 2 if big else 1
 
 
@@ -73,11 +75,14 @@ def fit(
         plan = [(run_dir, None, None)]
     else:
         every = set(range(len(dataset)))
-        plan = [(run_dir / f"fold{f}", sorted(every - set(held)), held)
-                for f, held in enumerate(fold_splits(sequence_map(dataset), k, seed))]  # fmt: skip
+        plan = [
+            (run_dir / f"fold{f}", sorted(every - set(held)), held)
+            for f, held in enumerate(fold_splits(sequence_map(dataset), k, seed))
+        ]
     for folder, train_idx, held in plan:
-        res = yield from train(dataset, config, folder, seed=seed, train_indices=train_idx,
-                               **train_kw)  # fmt: skip
+        res = yield from train(
+            dataset, config, folder, seed=seed, train_indices=train_idx, **train_kw
+        )
         result.runs.append(res)
         if res.cancelled or res.best is None:
             result.cancelled = True
@@ -107,8 +112,9 @@ def clean_models(
         todo = [i for i in scope if skip is None or not skip(i, ckpt)]
         if not todo:
             continue
-        cleaner = ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device,
-                                                                 settings)  # fmt: skip
+        cleaner = (
+            ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device, settings)
+        )
         yield from clean(dataset, cleaner, indices=todo, scope=scope)
         if cleaner.weak_reason and notes is not None:
             name = Path(cleaner.source).name if cleaner.source else "the model"

@@ -35,8 +35,9 @@ def make_optimiser(net: JCASNet, lr: float, kind: str = "sgd") -> torch.optim.Op
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
-def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float,
-                     kind: str = "adam") -> torch.optim.Optimizer:  # fmt: skip
+def make_t_optimiser(
+    t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float, kind: str = "adam"
+) -> torch.optim.Optimizer:
     """The transition matrices' own optimiser (no weight decay) at their own lr.
 
     Adam by default: the gradient reaching W is damped by sigmoid'(W) (0.10 at the paper's
@@ -52,10 +53,16 @@ def make_t_optimiser(t_c: TransitionMatrix, t_a: TransitionMatrix, lr: float,
 
 
 def start_transitions(
-    net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], k: int,
-    device: torch.device, noisy_prior: np.ndarray, ignore_index: int = 255,
+    net: JCASNet,
+    cfg: Config,
+    dataset: Sequence,
+    indices: Sequence[int],
+    k: int,
+    device: torch.device,
+    noisy_prior: np.ndarray,
+    ignore_index: int = 255,
     refine: bool = True,
-) -> tuple[TransitionMatrix, TransitionMatrix]:  # fmt: skip
+) -> tuple[TransitionMatrix, TransitionMatrix]:
     """Fresh T_C [K,K] and T_A [2,2] for stage 2.
 
     ``t_init: anchor`` starts T_C at the anchor-point estimate from the warm-up model's
@@ -102,8 +109,9 @@ def jcas_step(
     t_c = t_a = None
     if transitions is not None:
         t_c, t_a = transitions[0](), transitions[1]()
-    total, terms = jcas_loss(out, target, cfg.loss, cfg.affinity.grid, t_c, t_a, prior,
-                             cfg.affinity.chunk)  # fmt: skip
+    total, terms = jcas_loss(
+        out, target, cfg.loss, cfg.affinity.grid, t_c, t_a, prior, cfg.affinity.chunk
+    )
     for opt in optimisers:
         opt.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -129,11 +137,16 @@ def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def ce_step(
-    net: nn.Module, images: torch.Tensor, target: torch.Tensor, cfg: Config,
-    optimiser: torch.optim.Optimizer, t_c: TransitionMatrix | None = None,
-    t_optimiser: torch.optim.Optimizer | None = None, vol_weight: float = 0.0,
+    net: nn.Module,
+    images: torch.Tensor,
+    target: torch.Tensor,
+    cfg: Config,
+    optimiser: torch.optim.Optimizer,
+    t_c: TransitionMatrix | None = None,
+    t_optimiser: torch.optim.Optimizer | None = None,
+    vol_weight: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """One class-loss-only step on both heads (seg2 + 0.1 seg1), no affinity branch.
 
     Plain CE by default; with ``t_c`` it is forward correction with ``vol_weight`` x
@@ -143,9 +156,12 @@ def ce_step(
     out = _forward(net, images, scaler is not None, with_features=False)
     size = tuple(target.shape[-2:])
     t = t_c() if t_c is not None else None
-    seg = [corrected_ce(nn.functional.interpolate(z, size=size, mode="bilinear",
-                                                  align_corners=True), target, t)
-           for z in out.logits]  # fmt: skip
+    seg = [
+        corrected_ce(
+            nn.functional.interpolate(z, size=size, mode="bilinear", align_corners=True), target, t
+        )
+        for z in out.logits
+    ]
     total = cfg.loss.seg2 * seg[1] + cfg.loss.seg1 * seg[0]
     if t is not None and vol_weight:
         total = total + vol_weight * torch.linalg.slogdet(t).logabsdet

@@ -58,6 +58,7 @@ from jcas_napari.data.resize import resize_mask
 METHODS = ("jcas", "ce", "volmin")
 DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
 
+
 def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) -> float:
     factor = (1 - min(it, total - 1) / max(total, 1)) ** 0.9
     for group, lr in zip(opt.param_groups, base):
@@ -73,9 +74,21 @@ class Trainer:
     ``start_stage`` and ``run_epoch``; ``core.epoch_end.validate_and_checkpoint`` ends
     each epoch. ``train`` drives it."""
 
-    def __init__(self, dataset: Sequence, config: Config, run_dir: Path, *, names: list[str],
-                 ignore_index: int, device: str, seed: int, resume: bool,
-                 init_checkpoint, train_indices, method: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: Sequence,
+        config: Config,
+        run_dir: Path,
+        *,
+        names: list[str],
+        ignore_index: int,
+        device: str,
+        seed: int,
+        resume: bool,
+        init_checkpoint,
+        train_indices,
+        method: str,
+    ) -> None:
         self.dataset, self.run_dir, self.method = dataset, run_dir, method
         self.ckpt_dir = run_dir / "checkpoints"
         self.names, self.k, self.ignore = names, len(names), ignore_index
@@ -100,17 +113,23 @@ class Trainer:
             allowed = set(train_indices)
             seq_map = {s: [i for i in idx if i in allowed] for s, idx in seq_map.items()}
             seq_map = {s: idx for s, idx in seq_map.items() if idx}
-        self.train_idx, self.val_idx = split_by_sequence(seq_map, self.config.train.val_fraction,
-                                                         self.seed)  # fmt: skip
+        self.train_idx, self.val_idx = split_by_sequence(
+            seq_map, self.config.train.val_fraction, self.seed
+        )
         if not self.train_idx:
             raise ValueError("no training frames")
         self.size = (self.config.input.height, self.config.input.width)
-        counts = class_counts((resize_mask(self.dataset[i].mask, self.size)
-                               for i in self.train_idx), self.k, self.ignore)  # fmt: skip
+        counts = class_counts(
+            (resize_mask(self.dataset[i].mask, self.size) for i in self.train_idx),
+            self.k,
+            self.ignore,
+        )
         if counts.sum() == 0:
             where = getattr(self.dataset, "root", None) or "dataset"
-            raise ValueError(f"{where}: the training masks have no labelled pixels "
-                             f"(all are ignore {self.ignore})")  # fmt: skip
+            raise ValueError(
+                f"{where}: the training masks have no labelled pixels "
+                f"(all are ignore {self.ignore})"
+            )
         self.prior = torch.tensor(prior_from_counts(counts), dtype=torch.float32, device=self.dev)
 
     def _build_model(self, init_checkpoint) -> None:
@@ -179,9 +198,16 @@ class Trainer:
             self.t_a = TransitionMatrix(2).to(self.dev)
         else:
             self.t_c, self.t_a = start_transitions(
-                self.net, self.config, self.dataset, self.val_idx or self.train_idx, self.k,
-                self.dev, self.prior.cpu().numpy(), self.ignore,
-                self.method == "jcas")  # fmt: skip
+                self.net,
+                self.config,
+                self.dataset,
+                self.val_idx or self.train_idx,
+                self.k,
+                self.dev,
+                self.prior.cpu().numpy(),
+                self.ignore,
+                self.method == "jcas",
+            )
         self.opt = make_optimiser(self.net, tc.lr, tc.optimizer)
         self.t_opt = make_t_optimiser(self.t_c, self.t_a, tc.t_lr, tc.t_optimizer)
 
@@ -202,18 +228,24 @@ class Trainer:
         if self.method == "jcas":
             trans = (self.t_c, self.t_a) if stage == 2 else None
             opts = [self.opt, self.t_opt] if stage == 2 else [self.opt]
-            return jcas_step(self.model, x, y, cfg, opts, trans, self.prior, self.scaler,
-                             self._after_backward)  # fmt: skip
+            return jcas_step(
+                self.model, x, y, cfg, opts, trans, self.prior, self.scaler, self._after_backward
+            )
         if self.method == "volmin" and stage == 2:
-            return ce_step(self.model, x, y, cfg, self.opt, self.t_c, self.t_opt, cfg.loss.vol,
-                           self.scaler)  # fmt: skip
+            return ce_step(
+                self.model, x, y, cfg, self.opt, self.t_c, self.t_opt, cfg.loss.vol, self.scaler
+            )
         return ce_step(self.model, x, y, cfg, self.opt, scaler=self.scaler)
 
     def _plan(self, mine: list[int], flips: list[bool], first: int) -> list:
         bs, tc = self.bs, self.config.train
-        return [[(self.train_idx[p], tc.flip and flips[p])
-                 for p in (mine[(s * bs + j) % len(mine)] for j in range(bs))]
-                for s in range(first, self.steps_per_epoch)]  # fmt: skip
+        return [
+            [
+                (self.train_idx[p], tc.flip and flips[p])
+                for p in (mine[(s * bs + j) % len(mine)] for j in range(bs))
+            ]
+            for s in range(first, self.steps_per_epoch)
+        ]
 
     def _halve(self, plan_item: list, stage: int, epoch: int) -> TrainEvent:
         """Out of GPU memory: halve the batch for this and every later step."""
@@ -223,9 +255,20 @@ class Trainer:
             torch.cuda.empty_cache()
         self.bs = max(1, len(plan_item) // 2)
         msg = f"out of memory: batch size halved to {self.bs}"
-        event = TrainEvent("message", stage, epoch, len(self.epochs), self.step,
-                           self.total_steps, {}, np.eye(self.k), np.eye(2), 0.0, 0.0,
-                           {"message": msg})  # fmt: skip
+        event = TrainEvent(
+            "message",
+            stage,
+            epoch,
+            len(self.epochs),
+            self.step,
+            self.total_steps,
+            {},
+            np.eye(self.k),
+            np.eye(2),
+            0.0,
+            0.0,
+            {"message": msg},
+        )
         return event
 
     def run_epoch(self, epoch: int, should_stop) -> Generator[TrainEvent, None, dict | None]:
@@ -254,8 +297,9 @@ class Trainer:
                     yield self._halve(plan[s - s0], stage, epoch)
                     x, y = x[: self.bs], y[: self.bs]
                     plan, s0 = self._plan(mine, flips, s + 1), s + 1
-                    batches = iter(batch_loader(self.dataset, plan, self.size, self.dev,
-                                                self.ignore))  # fmt: skip
+                    batches = iter(
+                        batch_loader(self.dataset, plan, self.size, self.dev, self.ignore)
+                    )
             for key, v in losses.items():
                 sums[key] = sums.get(key, 0.0) + v
             yield self._step_event(stage, epoch, losses)
@@ -267,9 +311,19 @@ class Trainer:
         n = self.bs * self.world
         rate = self.steps_done * n / (time.perf_counter() - self.t_start)
         t_c, t_a = self.matrices(stage)
-        return TrainEvent("step", stage, epoch, len(self.epochs), self.step, self.total_steps,
-                          losses, t_c, t_a, rate,
-                          (self.total_steps - self.step) * n / max(rate, 1e-9))  # fmt: skip
+        return TrainEvent(
+            "step",
+            stage,
+            epoch,
+            len(self.epochs),
+            self.step,
+            self.total_steps,
+            losses,
+            t_c,
+            t_a,
+            rate,
+            (self.total_steps - self.step) * n / max(rate, 1e-9),
+        )
 
 
 def train(
@@ -300,11 +354,22 @@ def train(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    names = list(class_names or getattr(getattr(dataset, "classes", None), "names", None)
-                 or DEFAULT_NAMES)  # fmt: skip
-    run = Trainer(dataset, config, Path(run_dir), names=names, ignore_index=ignore_index,
-                  device=device, seed=seed, resume=resume, init_checkpoint=init_checkpoint,
-                  train_indices=train_indices, method=method)  # fmt: skip
+    names = list(
+        class_names or getattr(getattr(dataset, "classes", None), "names", None) or DEFAULT_NAMES
+    )
+    run = Trainer(
+        dataset,
+        config,
+        Path(run_dir),
+        names=names,
+        ignore_index=ignore_index,
+        device=device,
+        seed=seed,
+        resume=resume,
+        init_checkpoint=init_checkpoint,
+        train_indices=train_indices,
+        method=method,
+    )
     for epoch in range(run.start_epoch, len(run.epochs)):
         run.start_stage(epoch)
         sums = yield from run.run_epoch(epoch, should_stop)
@@ -314,6 +379,21 @@ def train(
     return train_result(run)
 
 
-__all__ = ["CheckpointError", "TrainEvent", "TrainResult", "Trainer", "train", "run_sync",
-           "jcas_step", "ce_step", "make_optimiser", "make_t_optimiser", "split_by_sequence",
-           "fold_splits", "validate", "pick_device", "load_batch", "start_transitions"]  # fmt: skip
+__all__ = [
+    "CheckpointError",
+    "TrainEvent",
+    "TrainResult",
+    "Trainer",
+    "train",
+    "run_sync",
+    "jcas_step",
+    "ce_step",
+    "make_optimiser",
+    "make_t_optimiser",
+    "split_by_sequence",
+    "fold_splits",
+    "validate",
+    "pick_device",
+    "load_batch",
+    "start_transitions",
+]

@@ -108,9 +108,7 @@ def matrix_to_weight(t: np.ndarray, floor: float = 1e-3, ceil: float = 0.99) -> 
     return w
 
 
-def anchor_estimate(
-    probs: np.ndarray, quantile: float = 0.9, min_pixels: int = 50
-) -> np.ndarray:
+def anchor_estimate(probs: np.ndarray, quantile: float = 0.9, min_pixels: int = 50) -> np.ndarray:
     """Estimate T [K,K] from a model's **noisy** posterior on held-out pixels [N,K].
 
     Anchor points (Patrini et al., 2017): where a pixel surely belongs to clean class i,
@@ -159,9 +157,7 @@ def backward_correct(noisy_probs: np.ndarray, t: np.ndarray) -> np.ndarray:
     return p.reshape(noisy_probs.shape).astype(np.float32)
 
 
-def confident_joint_estimate(
-    q: np.ndarray, labels: np.ndarray, min_pixels: int = 50
-) -> np.ndarray:
+def confident_joint_estimate(q: np.ndarray, labels: np.ndarray, min_pixels: int = 50) -> np.ndarray:
     """T [K,K] from a model's clean-class probabilities q [N,K] and the given labels [N] of
     the frames to clean (confident learning, Northcutt et al. 2021).
 

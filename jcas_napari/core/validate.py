@@ -55,10 +55,17 @@ def _load(dataset: Sequence, batch: Sequence[int], size: tuple[int, int], device
 
 @torch.no_grad()
 def validate(
-    net: JCASNet, cfg: Config, dataset: Sequence, indices: Sequence[int], num_classes: int,
-    device: torch.device, ignore_index: int = 255, refine: bool = True,
-    t_c: np.ndarray | None = None, noisy_prior: np.ndarray | None = None,
-) -> Validation:  # fmt: skip
+    net: JCASNet,
+    cfg: Config,
+    dataset: Sequence,
+    indices: Sequence[int],
+    num_classes: int,
+    device: torch.device,
+    ignore_index: int = 255,
+    refine: bool = True,
+    t_c: np.ndarray | None = None,
+    noisy_prior: np.ndarray | None = None,
+) -> Validation:
     """Score the model on held-out ``indices``. ``t_c`` [K,K] maps its output to the noisy
     labels (None: the output already is the noisy posterior, as after stage 1 or for CE);
     ``noisy_prior`` [K] is the guard's reference (default: the held-out label frequencies)."""
@@ -86,8 +93,10 @@ def validate(
     q, lab = q[keep], lab[keep]
     temp = fit_temperature(q, lab, t_c)
     probs = noisy_posterior_flat(sharpen(q, temp), t_c)  # calibrated noisy posterior [N,K]
-    metrics = {"val_noisy_acc": float(np.trace(cm_noisy) / max(cm_noisy.sum(), 1)),
-               "val_noisy_miou": _miou(cm_noisy)}  # fmt: skip
+    metrics = {
+        "val_noisy_acc": float(np.trace(cm_noisy) / max(cm_noisy.sum(), 1)),
+        "val_noisy_miou": _miou(cm_noisy),
+    }
     if has_clean and len(indices):
         metrics["val_clean_miou"] = _miou(cm_clean)
     metrics.update(guard_scores(probs, lab, k, noisy_prior))
@@ -121,8 +130,12 @@ def fit_temperature(q: np.ndarray, labels: np.ndarray, t_c: np.ndarray | None) -
     if len(labels) == 0:
         return 1.0
     rows = np.arange(len(labels))
-    nll = [-np.log(np.maximum(noisy_posterior_flat(sharpen(q, t), t_c)[rows, labels],
-                              NLL_FLOOR)).mean() for t in TEMPERATURES]  # fmt: skip
+    nll = [
+        -np.log(
+            np.maximum(noisy_posterior_flat(sharpen(q, t), t_c)[rows, labels], NLL_FLOOR)
+        ).mean()
+        for t in TEMPERATURES
+    ]
     return float(TEMPERATURES[int(np.argmin(nll))])
 
 

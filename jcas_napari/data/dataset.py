@@ -143,10 +143,13 @@ class ArrayDataset(Sequence):
         if self.images.ndim != 4 or self.images.shape[-1] not in (3, 4):
             raise DatasetError(self.name, f"expected RGB frames (T,H,W,3), got {self.images.shape}")
         if self.masks.shape != self.images.shape[:3]:
-            raise DatasetError(self.name, f"shape mismatch: masks {self.masks.shape} vs frames "
-                               f"{self.images.shape[:3]}")  # fmt: skip
-        self.frames = [FrameRef(f"frame{t:05d}", "", Path(), Path(), index=t)
-                       for t in range(len(self.masks))]  # fmt: skip
+            raise DatasetError(
+                self.name,
+                f"shape mismatch: masks {self.masks.shape} vs frames {self.images.shape[:3]}",
+            )
+        self.frames = [
+            FrameRef(f"frame{t:05d}", "", Path(), Path(), index=t) for t in range(len(self.masks))
+        ]
 
     def __len__(self) -> int:
         return len(self.masks)

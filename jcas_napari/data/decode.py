@@ -61,8 +61,15 @@ def to_uint8_image(
     raise DatasetError(path, f"unsupported image dtype {arr.dtype} (use uint8 or uint16)")
 
 
-_DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, IndexError, SyntaxError,
-                  KeyError, tifffile.TiffFileError)  # fmt: skip
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    UnidentifiedImageError,
+    IndexError,
+    SyntaxError,
+    KeyError,
+    tifffile.TiffFileError,
+)
 
 
 class _TiffWarnings(logging.Handler):

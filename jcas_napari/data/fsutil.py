@@ -97,9 +97,11 @@ def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) ->
     """
     out, root = Path(out).resolve(), Path(dataset_root).resolve()
     if out == root or root in out.parents:
-        raise DatasetError(out, f"output folder is inside the input dataset {root}; "
-                           "choose a folder outside it")  # fmt: skip
+        raise DatasetError(
+            out, f"output folder is inside the input dataset {root}; choose a folder outside it"
+        )
     if out in root.parents:
-        raise DatasetError(out, f"output folder contains the input dataset {root}; "
-                           "choose a folder outside it")  # fmt: skip
+        raise DatasetError(
+            out, f"output folder contains the input dataset {root}; choose a folder outside it"
+        )
     return out

@@ -92,9 +92,13 @@ def make_dataset(
     n_noisy = int(round(noisy_fraction * sequences))
     noisy_seqs = set(rng.permutation(sequences)[:n_noisy].tolist())
     record: dict = {
-        "preset": noise, "seed": seed, "size": list(size), "family": family, "vary": vary,
+        "preset": noise,
+        "seed": seed,
+        "size": list(size),
+        "family": family,
+        "vary": vary,
         "frames": {},
-    }  # fmt: skip
+    }
     for s in range(sequences):
         seq = f"seq_{s + 1:02d}"
         seq_rng = np.random.default_rng([seed, s])

@@ -78,9 +78,18 @@ __all__ = [
 
 
 KINDS = (
-    "none", "symmetric", "asymmetric", "ellipse", "dilate", "erode",
-    "affine", "polygon", "markov", "drop", "mix",
-)  # fmt: skip
+    "none",
+    "symmetric",
+    "asymmetric",
+    "ellipse",
+    "dilate",
+    "erode",
+    "affine",
+    "polygon",
+    "markov",
+    "drop",
+    "mix",
+)
 
 # Named settings: kind, parameters, and the segment length range for sequences.
 PRESETS: dict[str, tuple[str, dict, tuple[int, int]]] = {
@@ -194,10 +203,14 @@ def _shape_params(kind: str, rng: np.random.Generator, fg, order: list[int], p: 
         ty, tx = p.get("translate", (0.2, 0.0))  # fraction of H, W (MS-TFAL: vertical only)
         slo, shi = p.get("scale", (0.8, 1.2))
         affine = {
-            c: (float(rng.uniform(-deg, deg)), float(rng.uniform(-ty, ty)),
-                float(rng.uniform(-tx, tx)), float(rng.uniform(slo, shi)))
+            c: (
+                float(rng.uniform(-deg, deg)),
+                float(rng.uniform(-ty, ty)),
+                float(rng.uniform(-tx, tx)),
+                float(rng.uniform(slo, shi)),
+            )
             for c in fg
-        }  # fmt: skip
+        }
         return {"affine": affine, "order": order}
     if kind == "polygon":
         vertices = {c: _uniform_int(rng, p.get("vertices", (4, 8))) for c in fg}
@@ -239,10 +252,17 @@ def apply_params(
         return flip_pixels(mask, drawn["matrix"], rng, ignore_index)
     if kind == "markov":
         bins = {
-            c: markov_binary(mask == c, rng, int(drawn["steps"]), float(drawn["theta1"]),
-                             float(drawn["theta2"]), float(drawn["theta3"]))
-            for c in _fg_classes(num_classes) if (mask == c).any()
-        }  # fmt: skip
+            c: markov_binary(
+                mask == c,
+                rng,
+                int(drawn["steps"]),
+                float(drawn["theta1"]),
+                float(drawn["theta2"]),
+                float(drawn["theta3"]),
+            )
+            for c in _fg_classes(num_classes)
+            if (mask == c).any()
+        }
         return composite(mask, bins, rng.permutation(list(bins)).tolist(), ignore_index)
     if kind == "drop":
         out = mask.copy()
@@ -262,9 +282,13 @@ def apply_params(
 
 
 def noise_info(
-    clean: np.ndarray, noisy: np.ndarray, kind: str, params: dict, num_classes: int,
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    kind: str,
+    params: dict,
+    num_classes: int,
     ignore_index: int = IGNORE_INDEX,
-) -> NoiseInfo:  # fmt: skip
+) -> NoiseInfo:
     """Measure what a corruption did: changed pixels, disagreement, Dice and class rates."""
     valid = clean != ignore_index
     changed = (clean != noisy) & valid
@@ -334,8 +358,9 @@ def corrupt_sequence(
             drawn = draw_params(kind, rng, num_classes, **params)
         left -= 1
         noisy = apply_params(mask, kind, drawn, rng, num_classes, ignore_index, min_area)
-        info = noise_info(mask, noisy, kind, {**drawn, "segment": seg_id}, num_classes,
-                          ignore_index)  # fmt: skip
+        info = noise_info(
+            mask, noisy, kind, {**drawn, "segment": seg_id}, num_classes, ignore_index
+        )
         yield noisy, info
 
 

@@ -41,8 +41,9 @@ def good(root: Path, frames: int = 2) -> Path:
     """A valid flat dataset of ``frames`` frames (H x W)."""
     rng = np.random.default_rng(0)
     for i in range(frames):
-        write_image(frame_path(root, "images", f"f{i}"),
-                    rng.integers(0, 255, (H, W, 3), dtype=np.uint8))  # fmt: skip
+        write_image(
+            frame_path(root, "images", f"f{i}"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+        )
         m = np.zeros((H, W), np.uint8)
         m[8:20, 10:30] = 1 + i % 3
         write_mask(frame_path(root, "masks", f"f{i}"), m)
@@ -90,23 +91,31 @@ def build(root: Path) -> list[Case]:
     d = good(case("shape_mismatch", "shape mismatch"))
     _replace_mask(d, "f1", lambda m: write_mask(m / "f1.png", np.zeros((H - 2, W), np.uint8)))
     d = good(case("mask_extra_channels", "got shape (32, 40, 2)"))
-    _replace_mask(d, "f1", lambda m: tifffile.imwrite(m / "f1.tif", np.zeros((H, W, 2), np.uint8),
-                                                      photometric="minisblack"))  # fmt: skip
+    _replace_mask(
+        d,
+        "f1",
+        lambda m: tifffile.imwrite(
+            m / "f1.tif", np.zeros((H, W, 2), np.uint8), photometric="minisblack"
+        ),
+    )
     d = good(case("rgb_mask_without_palette", "RGB mask"))
-    _replace_mask(d, "f1", lambda m: Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(
-        m / "f1.png"))  # fmt: skip
+    _replace_mask(
+        d, "f1", lambda m: Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(m / "f1.png")
+    )
     d = good(case("colour_not_in_palette", "is not in the palette"))
     pal = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
-    (d / "classes.json").write_text(json.dumps({"names": ["bg", "shaft", "wrist", "clasper"],
-                                                "palette": pal}))  # fmt: skip
+    (d / "classes.json").write_text(
+        json.dumps({"names": ["bg", "shaft", "wrist", "clasper"], "palette": pal})
+    )
     rgb = np.zeros((H, W, 3), np.uint8)
     rgb[0, 0] = (7, 7, 7)
     for i in range(2):
         _replace_mask(d, f"f{i}", lambda m, i=i: Image.fromarray(rgb).save(m / f"f{i}.png"))
     d = good(case("image_two_channels", "expected one image (H,W) or (H,W,3)"))
     (d / "images" / "f1.png").unlink()
-    tifffile.imwrite(d / "images" / "f1.tif", np.zeros((H, W, 2), np.uint8),
-                     photometric="minisblack")  # fmt: skip
+    tifffile.imwrite(
+        d / "images" / "f1.tif", np.zeros((H, W, 2), np.uint8), photometric="minisblack"
+    )
 
     # ---- values
     d = good(case("class_id_out_of_range", "unknown class id(s) 9", commands=ALL_EVAL))
@@ -125,8 +134,9 @@ def build(root: Path) -> list[Case]:
     tifffile.imwrite(d / "images" / "f1.tif", nan, photometric="rgb")
     d = good(case("all_ignore_masks", "no labelled pixels", commands=("train",)))
     for i in range(2):
-        _replace_mask(d, f"f{i}", lambda m, i=i: write_mask(m / f"f{i}.png",
-                                                             np.full((H, W), 255, np.uint8)))
+        _replace_mask(
+            d, f"f{i}", lambda m, i=i: write_mask(m / f"f{i}.png", np.full((H, W), 255, np.uint8))
+        )
 
     # ---- broken files
     d = good(case("truncated_png", "unreadable or corrupt"))
@@ -160,22 +170,32 @@ def build(root: Path) -> list[Case]:
     names = ["background-tissue", "instrument-shaft", "instrument-clasper", "instrument-wrist"]
     for name, labels_json, expect in (
         ("endovis_labels_json_broken", "[{", "not valid JSON"),
-        ("endovis_labels_json_gap", json.dumps([{"name": n, "color": c, "classid": 2 * i}
-         for i, (n, c) in enumerate(zip(names, colours))]), "without gaps"),
+        (
+            "endovis_labels_json_gap",
+            json.dumps(
+                [
+                    {"name": n, "color": c, "classid": 2 * i}
+                    for i, (n, c) in enumerate(zip(names, colours))
+                ]
+            ),
+            "without gaps",
+        ),
         ("endovis_labels_json_shape", json.dumps({"names": names}), "expected a list"),
         ("endovis_no_labels_json", None, "no class colours are known"),
         ("endovis_frame_without_label", "ok", "frame has no label"),
         ("endovis_colour_not_in_map", "ok", "is not in the palette"),
-    ):  # fmt: skip
+    ):
         d = case(name, expect, commands=("train", "clean", "check"))
-        ok = json.dumps([{"name": n, "color": c, "classid": i}
-                         for i, (n, c) in enumerate(zip(names, colours))])  # fmt: skip
+        ok = json.dumps(
+            [{"name": n, "color": c, "classid": i} for i, (n, c) in enumerate(zip(names, colours))]
+        )
         if labels_json is not None:
             (d / "labels.json").parent.mkdir(parents=True, exist_ok=True)
             (d / "labels.json").write_text(ok if labels_json == "ok" else labels_json)
         for i in range(2):
-            write_image(d / "seq_1" / "left_frames" / f"frame{i:03d}.png",
-                        np.full((H, W, 3), 90, np.uint8))  # fmt: skip
+            write_image(
+                d / "seq_1" / "left_frames" / f"frame{i:03d}.png", np.full((H, W, 3), 90, np.uint8)
+            )
             label = np.zeros((H, W, 3), np.uint8)
             label[4:12, 4:20] = colours[1]
             if name == "endovis_colour_not_in_map" and i == 1:
@@ -186,13 +206,22 @@ def build(root: Path) -> list[Case]:
     # ---- classes.json
     for name, content, expect in (
         ("classes_bad_json", "{names: [", "not valid JSON"),
-        ("classes_duplicate_names", json.dumps({"names": ["a", "a", "b", "c"]}),
-         "distinct class names"),
-        ("classes_ignore_in_range", json.dumps({"names": ["a", "b", "c", "d"], "ignore_index": 2}),
-         "ignore_index 2"),
-        ("classes_palette_length",
-         json.dumps({"names": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}), "palette needs one"),
-    ):  # fmt: skip
+        (
+            "classes_duplicate_names",
+            json.dumps({"names": ["a", "a", "b", "c"]}),
+            "distinct class names",
+        ),
+        (
+            "classes_ignore_in_range",
+            json.dumps({"names": ["a", "b", "c", "d"], "ignore_index": 2}),
+            "ignore_index 2",
+        ),
+        (
+            "classes_palette_length",
+            json.dumps({"names": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}),
+            "palette needs one",
+        ),
+    ):
         (good(case(name, expect)) / "classes.json").write_text(content)
 
     # ---- checkpoints (on a good dataset)
@@ -200,24 +229,42 @@ def build(root: Path) -> list[Case]:
     ckpt = torch.load(MODEL, weights_only=True)
     three = good(root / "_three_classes")
     (three / "classes.json").write_text(json.dumps({"names": ["bg", "shaft", "wrist"]}))
-    cases.append(Case("ckpt_other_class_count", three, "checkpoint has 4 classes", ("clean",),
-                      model=MODEL))  # fmt: skip
+    cases.append(
+        Case("ckpt_other_class_count", three, "checkpoint has 4 classes", ("clean",), model=MODEL)
+    )
     data = MODEL.read_bytes()
     (root / "truncated.pt").write_bytes(data[: len(data) // 4])
-    cases.append(Case("ckpt_truncated", ok, "unreadable or truncated", ("clean",),
-                      model=root / "truncated.pt"))  # fmt: skip
+    cases.append(
+        Case(
+            "ckpt_truncated", ok, "unreadable or truncated", ("clean",), model=root / "truncated.pt"
+        )
+    )
     newer = dict(ckpt, format_version=99)
     torch.save(newer, root / "newer.pt")
-    cases.append(Case("ckpt_newer_version", ok, "format version 99 is newer", ("clean",),
-                      model=root / "newer.pt"))  # fmt: skip
+    cases.append(
+        Case(
+            "ckpt_newer_version",
+            ok,
+            "format version 99 is newer",
+            ("clean",),
+            model=root / "newer.pt",
+        )
+    )
     torch.save({"model": _Evil()}, root / "evil.pt")
-    cases.append(Case("ckpt_malicious_pickle", ok, "refused", ("clean",),
-                      model=root / "evil.pt"))  # fmt: skip
+    cases.append(Case("ckpt_malicious_pickle", ok, "refused", ("clean",), model=root / "evil.pt"))
     cases.append(Case("ckpt_missing", ok, "not found", ("clean",), model=root / "nope.pt"))
 
     # ---- outputs
-    cases.append(Case("output_inside_input", ok, "inside the input dataset", WRITERS,
-                      model=MODEL, out=ok / "cleaned"))  # fmt: skip
+    cases.append(
+        Case(
+            "output_inside_input",
+            ok,
+            "inside the input dataset",
+            WRITERS,
+            model=MODEL,
+            out=ok / "cleaned",
+        )
+    )
     cases += output_cases(root, ok)
     cases += run_folder_cases(root, ok, ckpt)
     cases += checkpoint_cases(root, ok, three, ckpt)
@@ -235,27 +282,55 @@ def output_cases(root: Path, ok: Path) -> list[Case]:
     (root / "_elsewhere").mkdir()
     parent = good(root / "_parent" / "ds")
     return [
-        Case("output_is_input", ok, "output folder is inside the input dataset", WRITERS,
-             out=ok),
-        Case("output_inside_via_symlink", ok, "output folder is inside the input dataset",
-             WRITERS, out=root / "_link_to_good" / "x"),
-        Case("output_inside_via_dotdot", ok, "output folder is inside the input dataset",
-             ("clean", "train", "run"), out=root / "_elsewhere" / ".." / "_good" / "x"),
-        Case("output_contains_input", parent, "output folder contains the input dataset",
-             ("clean", "train", "run"), out=root / "_parent"),
-        Case("dataset_via_symlink_output_inside", root / "_link_to_good",
-             "output folder is inside the input dataset", ("clean", "train", "run"),
-             out=ok / "x"),
-    ]  # fmt: skip
+        Case("output_is_input", ok, "output folder is inside the input dataset", WRITERS, out=ok),
+        Case(
+            "output_inside_via_symlink",
+            ok,
+            "output folder is inside the input dataset",
+            WRITERS,
+            out=root / "_link_to_good" / "x",
+        ),
+        Case(
+            "output_inside_via_dotdot",
+            ok,
+            "output folder is inside the input dataset",
+            ("clean", "train", "run"),
+            out=root / "_elsewhere" / ".." / "_good" / "x",
+        ),
+        Case(
+            "output_contains_input",
+            parent,
+            "output folder contains the input dataset",
+            ("clean", "train", "run"),
+            out=root / "_parent",
+        ),
+        Case(
+            "dataset_via_symlink_output_inside",
+            root / "_link_to_good",
+            "output folder is inside the input dataset",
+            ("clean", "train", "run"),
+            out=ok / "x",
+        ),
+    ]
 
 
 def _resumable(ckpt: dict) -> dict:
     """A checkpoint with a training state (dummy values: the checks refuse before use)."""
     config = json.loads(json.dumps(ckpt["config"]))
     config["train"].update(epochs_warmup=3, epochs_jcas=5, lr=0.005)
-    return dict(ckpt, config=config, seed=0, epoch=0, history=[], optimiser={},
-                t_optimiser={}, t_c_state={}, t_a_state={}, generator=torch.zeros(1),
-                best_score={"1": -1.0, "2": -1.0})  # fmt: skip
+    return dict(
+        ckpt,
+        config=config,
+        seed=0,
+        epoch=0,
+        history=[],
+        optimiser={},
+        t_optimiser={},
+        t_c_state={},
+        t_a_state={},
+        generator=torch.zeros(1),
+        best_score={"1": -1.0, "2": -1.0},
+    )
 
 
 def _run_folder(folder: Path, payload: dict, name: str = "last.pt") -> Path:
@@ -283,34 +358,76 @@ def run_folder_cases(root: Path, ok: Path, ckpt: dict) -> list[Case]:
     tiny.write_text(json.dumps(config))  # JSON is YAML
 
     def c(name, expect, commands, out, *args, inputs=()):
-        return Case(name, ok, expect, commands, out=out,
-                    extra={"args": list(args), "inputs": inputs})  # fmt: skip
+        return Case(
+            name, ok, expect, commands, out=out, extra={"args": list(args), "inputs": inputs}
+        )
 
     return [
-        c("train_into_trained_run", "last.pt: OUT already holds a trained run", ("train",),
-          trained),
+        c(
+            "train_into_trained_run",
+            "last.pt: OUT already holds a trained run",
+            ("train",),
+            trained,
+        ),
         c("run_into_trained_run", "last.pt: OUT already holds a trained run", ("run",), out),
-        c("run_into_trained_folds", "best.pt: OUT already holds a trained run", ("run",),
-          folds),
-        c("resume_nothing_saved", "nothing to resume", ("train", "run"), root / "_no_run",
-          "--resume"),
-        c("resume_and_overwrite", "choose one", ("train", "run"), trained, "--resume",
-          "--overwrite"),
-        c("resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("train",), trained,
-          "--resume"),
-        c("run_resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("run",), out,
-          "--resume"),
-        c("resume_other_seed", "--seed 9 (saved: 0)", ("train",), trained, "--resume",
-          "--seed", "9", *same),
-        c("resume_other_config", "train.lr 0.5 (saved: 0.005)", ("train",), trained,
-          "--resume", "--config", str(tiny), *same, inputs=(tiny,)),
-        c("run_resume_other_folds", "trained with one model", ("run",), out, "--resume",
-          "--folds", "2", *same),
-        c("resume_exported_model", "has no training state", ("train",), exported,
-          "--resume"),
-        c("resume_weights_mismatch", "last.pt: the weights do not fit", ("train",),
-          mismatched, "--resume"),
-    ]  # fmt: skip
+        c("run_into_trained_folds", "best.pt: OUT already holds a trained run", ("run",), folds),
+        c(
+            "resume_nothing_saved",
+            "nothing to resume",
+            ("train", "run"),
+            root / "_no_run",
+            "--resume",
+        ),
+        c(
+            "resume_and_overwrite",
+            "choose one",
+            ("train", "run"),
+            trained,
+            "--resume",
+            "--overwrite",
+        ),
+        c("resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("train",), trained, "--resume"),
+        c("run_resume_other_epochs", "--epochs-warmup 1 (saved: 3)", ("run",), out, "--resume"),
+        c(
+            "resume_other_seed",
+            "--seed 9 (saved: 0)",
+            ("train",),
+            trained,
+            "--resume",
+            "--seed",
+            "9",
+            *same,
+        ),
+        c(
+            "resume_other_config",
+            "train.lr 0.5 (saved: 0.005)",
+            ("train",),
+            trained,
+            "--resume",
+            "--config",
+            str(tiny),
+            *same,
+            inputs=(tiny,),
+        ),
+        c(
+            "run_resume_other_folds",
+            "trained with one model",
+            ("run",),
+            out,
+            "--resume",
+            "--folds",
+            "2",
+            *same,
+        ),
+        c("resume_exported_model", "has no training state", ("train",), exported, "--resume"),
+        c(
+            "resume_weights_mismatch",
+            "last.pt: the weights do not fit",
+            ("train",),
+            mismatched,
+            "--resume",
+        ),
+    ]
 
 
 def checkpoint_cases(root: Path, ok: Path, three: Path, ckpt: dict) -> list[Case]:
@@ -323,37 +440,62 @@ def checkpoint_cases(root: Path, ok: Path, three: Path, ckpt: dict) -> list[Case
     torch.save(dict(ckpt, config=config), root / "bad_config.pt")
 
     def init(name, expect, model, data=ok):
-        return Case(name, data, expect, ("train", "run"), model=model,
-                    extra={"args": ["--init", str(model)]})  # fmt: skip
+        return Case(
+            name,
+            data,
+            expect,
+            ("train", "run"),
+            model=model,
+            extra={"args": ["--init", str(model)]},
+        )
 
     return [
-        Case("ckpt_weights_mismatch", ok, "mismatched.pt: the weights do not fit",
-             ("clean", "affinity"), model=root / "mismatched.pt"),
-        Case("ckpt_invalid_config", ok, "bad_config.pt: invalid saved config (config: "
-             "train.batch_size must be a whole number >= 1, got 0)", ("clean",),
-             model=root / "bad_config.pt"),
-        init("init_weights_mismatch", "mismatched.pt: the weights do not fit",
-             root / "mismatched.pt"),
+        Case(
+            "ckpt_weights_mismatch",
+            ok,
+            "mismatched.pt: the weights do not fit",
+            ("clean", "affinity"),
+            model=root / "mismatched.pt",
+        ),
+        Case(
+            "ckpt_invalid_config",
+            ok,
+            "bad_config.pt: invalid saved config (config: "
+            "train.batch_size must be a whole number >= 1, got 0)",
+            ("clean",),
+            model=root / "bad_config.pt",
+        ),
+        init(
+            "init_weights_mismatch", "mismatched.pt: the weights do not fit", root / "mismatched.pt"
+        ),
         init("init_missing", "nope_init.pt: checkpoint file not found", root / "nope_init.pt"),
         init("init_other_class_count", "checkpoint has 4 classes", MODEL, three),
-    ]  # fmt: skip
+    ]
 
 
 CONFIGS = {  # name: (YAML text, the error's text after "<file>: ")
-    "config_batch_size_zero": ("train: {batch_size: 0}",
-                               "train.batch_size must be a whole number >= 1, got 0"),
+    "config_batch_size_zero": (
+        "train: {batch_size: 0}",
+        "train.batch_size must be a whole number >= 1, got 0",
+    ),
     "config_lr_text": ("train: {lr: abc}", "train.lr must be a number > 0, got 'abc'"),
     "config_lr_negative": ("train: {lr: -0.01}", "train.lr must be a number > 0, got -0.01"),
-    "config_epochs_negative": ("train: {epochs_jcas: -2}",
-                               "train.epochs_jcas must be a whole number >= 0, got -2"),
-    "config_grid_one_number": ("affinity: {grid: [16]}",
-                               "affinity.grid must be a list of 2 positive whole numbers"),
-    "config_unknown_optimizer": ("train: {optimizer: rmsprop}",
-                                 "train.optimizer must be one of sgd, adam, got 'rmsprop'"),
+    "config_epochs_negative": (
+        "train: {epochs_jcas: -2}",
+        "train.epochs_jcas must be a whole number >= 0, got -2",
+    ),
+    "config_grid_one_number": (
+        "affinity: {grid: [16]}",
+        "affinity.grid must be a list of 2 positive whole numbers",
+    ),
+    "config_unknown_optimizer": (
+        "train: {optimizer: rmsprop}",
+        "train.optimizer must be one of sgd, adam, got 'rmsprop'",
+    ),
     "config_unknown_key": ("train: {lr_typo: 0.1}", "unknown key(s) ['lr_typo'] in 'train'"),
     "config_not_a_mapping": ("- 1\n- 2", "a config must be a mapping of sections"),
     "config_bad_yaml": ("train: {lr: [", "cannot read config"),
-}  # fmt: skip
+}
 
 
 def config_cases(root: Path, ok: Path) -> list[Case]:
@@ -364,11 +506,25 @@ def config_cases(root: Path, ok: Path) -> list[Case]:
     for name, (text, expect) in CONFIGS.items():
         path = folder / f"{name}.yaml"
         path.write_text(text)
-        cases.append(Case(name, ok, f"{path.name}: {expect}", ("train", "run"),
-                          extra={"args": ["--config", str(path)], "inputs": (path,)}))
+        cases.append(
+            Case(
+                name,
+                ok,
+                f"{path.name}: {expect}",
+                ("train", "run"),
+                extra={"args": ["--config", str(path)], "inputs": (path,)},
+            )
+        )
     missing = folder / "missing.yaml"
-    cases.append(Case("config_missing_file", ok, "missing.yaml: cannot read config",
-                      ("train", "run"), extra={"args": ["--config", str(missing)]}))
+    cases.append(
+        Case(
+            "config_missing_file",
+            ok,
+            "missing.yaml: cannot read config",
+            ("train", "run"),
+            extra={"args": ["--config", str(missing)]},
+        )
+    )
     return cases
 
 
@@ -379,23 +535,66 @@ def option_cases(root: Path, ok: Path) -> list[Case]:
     (root / "_sub").mkdir()
     huge = ["--size", "100000x100000"]
     return [
-        Case("flags_nothing_to_train", ok, "nothing to train", ("train", "run"),
-             extra={"args": ["--epochs-warmup", "0", "--epochs-jcas", "0"]}),
-        Case("device_unknown", ok, "unknown device 'gpu0'", ("train", "run", "clean"),
-             extra={"args": ["--device", "gpu0"]}),
-        Case("make_dataset_size_huge", root / "_huge", "at most 8192 pixels per side",
-             ("make-dataset",), extra={"args": huge}),
-        Case("make_dataset_size_too_small", root / "_small", "at least 32x32",
-             ("make-dataset",), extra={"args": ["--size", "16x16"]}),
-        Case("make_dataset_size_garbage", root / "_garbage", "must look like 256x320",
-             ("make-dataset",), extra={"args": ["--size", "big"]}),
-        Case("export_onto_itself", model, "export_me.pt: is the input checkpoint itself",
-             ("export",), model=model, out=model),
-        Case("export_onto_itself_via_dotdot", model, "is the input checkpoint itself",
-             ("export",), model=model, out=root / "_sub" / ".." / "export_me.pt"),
-        Case("export_missing_checkpoint", ok, "nope_export.pt: checkpoint file not found",
-             ("export",), model=root / "nope_export.pt", out=root / "_exported.pt"),
-    ]  # fmt: skip
+        Case(
+            "flags_nothing_to_train",
+            ok,
+            "nothing to train",
+            ("train", "run"),
+            extra={"args": ["--epochs-warmup", "0", "--epochs-jcas", "0"]},
+        ),
+        Case(
+            "device_unknown",
+            ok,
+            "unknown device 'gpu0'",
+            ("train", "run", "clean"),
+            extra={"args": ["--device", "gpu0"]},
+        ),
+        Case(
+            "make_dataset_size_huge",
+            root / "_huge",
+            "at most 8192 pixels per side",
+            ("make-dataset",),
+            extra={"args": huge},
+        ),
+        Case(
+            "make_dataset_size_too_small",
+            root / "_small",
+            "at least 32x32",
+            ("make-dataset",),
+            extra={"args": ["--size", "16x16"]},
+        ),
+        Case(
+            "make_dataset_size_garbage",
+            root / "_garbage",
+            "must look like 256x320",
+            ("make-dataset",),
+            extra={"args": ["--size", "big"]},
+        ),
+        Case(
+            "export_onto_itself",
+            model,
+            "export_me.pt: is the input checkpoint itself",
+            ("export",),
+            model=model,
+            out=model,
+        ),
+        Case(
+            "export_onto_itself_via_dotdot",
+            model,
+            "is the input checkpoint itself",
+            ("export",),
+            model=model,
+            out=root / "_sub" / ".." / "export_me.pt",
+        ),
+        Case(
+            "export_missing_checkpoint",
+            ok,
+            "nope_export.pt: checkpoint file not found",
+            ("export",),
+            model=root / "nope_export.pt",
+            out=root / "_exported.pt",
+        ),
+    ]
 
 
 EVIL_MARK = Path("/tmp/jcas_corpus_evil_ran")
