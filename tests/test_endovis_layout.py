@@ -42,6 +42,12 @@ SCENE = [
 PALETTE = np.array([c for _, c in SCENE], np.uint8)
 
 
+def run_tiny(dataset: Path, out: Path, cfg: Path):
+    """``jcas run`` with the tiny test config from random init, on the CPU."""
+    args = ["run", str(dataset), "--out", str(out), "--config", str(cfg), "--init", "none"]
+    return runner.invoke(app, [*args, "--device", "cpu"])
+
+
 def write_release(root: Path, masks_of, seed=3, seqs=("seq_1", "seq_2"), frames=4):
     """An EndoVis-2018 release: labels.json, seq_N/left_frames, seq_N/labels (RGB colours),
     right_frames and camera_calibration.txt (not read), and seq_9 without labels."""
@@ -130,21 +136,7 @@ def test_check_run_evaluate_on_an_endovis_release(release, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(1, 1).to_dict()))
     out = tmp_path / "out"
-    res = runner.invoke(
-        app,
-        [
-            "run",
-            str(noisy),
-            "--out",
-            str(out),
-            "--config",
-            str(cfg),
-            "--init",
-            "none",
-            "--device",
-            "cpu",
-        ],
-    )
+    res = run_tiny(noisy, out, cfg)
     assert res.exit_code == 0, res.output
     assert tree_hash(noisy) == before  # nothing written into the input
     written = sorted(p.relative_to(out).as_posix() for p in out.glob("seq_*/labels/*.png"))
@@ -218,21 +210,7 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(1, 1).to_dict()))
     out = tmp_path / "out"
-    res = runner.invoke(
-        app,
-        [
-            "run",
-            str(tmp_path / "stack"),
-            "--out",
-            str(out),
-            "--config",
-            str(cfg),
-            "--init",
-            "none",
-            "--device",
-            "cpu",
-        ],
-    )
+    res = run_tiny(tmp_path / "stack", out, cfg)
     assert res.exit_code == 0, res.output
     stack = tifffile.imread(out / "masks.tif")
     assert stack.shape == masks.shape and stack.dtype == np.uint8
@@ -255,21 +233,7 @@ def test_clean_keeps_stack_tif_and_16bit_formats(tmp_path):
         write_image(root / "images" / "s" / f"f{t}.png", images[t])
         (root / "masks" / "s").mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(root / "masks" / "s" / f"f{t}.tif", masks[t].astype(np.uint16))
-    res = runner.invoke(
-        app,
-        [
-            "run",
-            str(root),
-            "--out",
-            str(tmp_path / "o16"),
-            "--config",
-            str(cfg),
-            "--init",
-            "none",
-            "--device",
-            "cpu",
-        ],
-    )
+    res = run_tiny(root, tmp_path / "o16", cfg)
     assert res.exit_code == 0, res.output
     outs = sorted((tmp_path / "o16" / "masks" / "s").iterdir())
     assert [p.name for p in outs] == [f"f{t}.tif" for t in range(4)]

@@ -6,20 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jcas_napari.data.noise import KINDS as NOISE_KINDS
 from jcas_napari.data.noise import corrupt
 
-KINDS = [
-    "symmetric",
-    "asymmetric",
-    "ellipse",
-    "dilate",
-    "erode",
-    "affine",
-    "polygon",
-    "markov",
-    "drop",
-    "mix",
-]
+KINDS = [k for k in NOISE_KINDS if k != "none"]
 
 
 @st.composite
