@@ -246,7 +246,7 @@ def test_corrected_and_reviewed_are_not_shown_on_top_of_each_other(viewer, tmp_p
 # ---------------------------------------------------------------- 5. matrices
 
 
-def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer, qtbot):
+def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer):
     from types import SimpleNamespace
 
     from jcas_napari.assets import shipped_model
@@ -257,14 +257,16 @@ def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer, qtbot):
     assert not matrices.show_true.isEnabled() and matrices.show_true.toolTip() == NO_TRUTH
     path = str(shipped_model())
     ckpt = load_checkpoint(path)
-    matrices.session.model_ready.emit(path)  # a loaded checkpoint, read in a worker
-    qtbot.waitUntil(lambda: matrices.which.count() > 0, timeout=20_000)
+    session = matrices.session
+    session.checkpoint = path
+    session.cleaner = SimpleNamespace(checkpoint=ckpt, t_c=np.eye(4), source=path)
+    session.model_ready.emit(path)  # a loaded checkpoint: its own matrices
     np.testing.assert_allclose(matrices.t_c, ckpt["t_c_anchor"].numpy())
     np.testing.assert_allclose(matrices.t_a, ckpt["t_a"].numpy())
     assert matrices.which.currentText() == ANCHOR and path in matrices.note.text()
     on_data = np.full((4, 4), 0.05) + 0.8 * np.eye(4)
-    matrices.session.cleaner = SimpleNamespace(checkpoint=ckpt, t_c=on_data, source=path)
-    matrices.session.cleaned.emit([])
+    session.cleaner.t_c = on_data  # the cleaning estimated T_C on its frames
+    session.cleaned.emit([])
     np.testing.assert_allclose(matrices.t_c, on_data)  # what the rule used, labelled
     assert matrices.which.currentText() == USED and "used to clean" in matrices.note.text()
     viewer.add_labels(np.zeros((2, 4, 4), np.uint8), metadata={"true_t": np.eye(4).tolist()})
@@ -405,8 +407,8 @@ def test_widgets_are_compact_and_the_counter_is_never_cut_off(viewer, tmp_path, 
 
 
 def test_matrices_screenshot_of_the_shipped_model(make_napari_viewer, qtbot, tmp_path):
-    """The matrices dock alone at its default size, with the shipped model's T_C and the
-    true T_C of the flip sample (JCAS_WRITE_DOCS=1 writes docs/matrices.png)."""
+    """The matrices dock alone at its default size, with the shipped model's held-out T_C
+    beside the true T_C of the flip sample (JCAS_WRITE_DOCS=1 writes docs/matrices.png)."""
     import os
     from pathlib import Path
 
@@ -419,8 +421,12 @@ def test_matrices_screenshot_of_the_shipped_model(make_napari_viewer, qtbot, tmp
     viewer.open_sample("jcas-napari", "flip-sequence")
     matrices = MatricesWidget(viewer)
     viewer.window.add_dock_widget(matrices, name="Transition matrices", area="right")
-    matrices.session.model_ready.emit(str(shipped_model()))
-    qtbot.waitUntil(lambda: matrices.which.count() > 0, timeout=20_000)
+    from jcas_napari.core.clean import Cleaner
+
+    path = str(shipped_model())
+    matrices.session.checkpoint = path
+    matrices.session.cleaner = Cleaner(path)  # loaded, as the cleaning worker leaves it
+    matrices.session.model_ready.emit(path)
     assert matrices.show_true.isEnabled()
     matrices.show_true.setChecked(True)
     assert len(matrices.fig.axes) == 3  # estimated T_C, true T_C, T_A

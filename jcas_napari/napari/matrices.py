@@ -1,9 +1,10 @@
 """Transition matrices dock widget: the T_C and T_A of the model in use.
 
-During training the panels follow the estimate live. Once a model is ready (trained, or
-a checkpoint) they show what it stores; once frames are cleaned, the T_C the cleaner's
-rule actually used (estimated on those frames), each labelled. A checkpoint is read in a
-worker, never on the GUI thread.
+During training the panels follow the estimate live. Once a model cleans (the trained
+one, the shipped one or a checkpoint file) they show what it stores (the held-out T_C and
+the learned T_C and T_A) and the T_C the cleaner's rule actually used (estimated on the
+frames it cleaned), each labelled. No checkpoint is loaded here: the cleaning worker's
+model (``Session.cleaner``) is read.
 """
 
 from __future__ import annotations
@@ -56,8 +57,7 @@ class MatricesWidget(QWidget):
         self.t_c, self.t_a = np.eye(4), np.eye(2)
         self.options: dict[str, np.ndarray] = {}
         self.model_name = ""
-        self._worker = None
-        self._shown = 0  # counts what was asked to be shown; a late checkpoint read yields
+        self._shown = 0  # counts the models shown
         self.session.progress.connect(self._on_event)
         self.session.model_ready.connect(self._on_model)
         self.session.cleaned.connect(self._on_cleaned)
@@ -117,25 +117,16 @@ class MatricesWidget(QWidget):
             self.set_matrices(ev.t_c, ev.t_a)
 
     def _on_model(self, path: str) -> None:
-        """Read the checkpoint's matrices in a worker; show them in the slot."""
-        from napari.qt.threading import create_worker
-
-        def read() -> dict:
-            from jcas_napari.core.checkpoint import load_checkpoint
-
-            ckpt = load_checkpoint(path)
-            return matrices_of(ckpt)
-
+        """A new model: show its matrices if it is loaded already; otherwise they follow
+        when it cleans (the trainer cleans right after training). Loading it here for the
+        panels alone, in a second worker beside the trainer's, hung the whole-flow test
+        inside torch.load; the GUI thread must not load it either."""
         self._shown += 1
-        shown = self._shown
-
-        def done(mats: dict) -> None:
-            if shown == self._shown:  # nothing newer (a cleaning's T) was shown meanwhile
-                self.show_checkpoint(mats, path)
-
-        self._worker = create_worker(read)
-        self._worker.returned.connect(done)
-        self._worker.start()
+        cleaner = self.session.cleaner
+        if cleaner is not None and cleaner.source == path:
+            self.show_checkpoint(matrices_of(cleaner.checkpoint), path)
+        else:
+            self.note.setText(f"model ready ({path}): its T_C and T_A show once it cleans")
 
     def show_checkpoint(self, mats: dict, name: str, used=None) -> None:
         """Show a checkpoint's T_C (held-out anchor and learned), and the one cleaning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from weakref import WeakKeyDictionary
 
@@ -29,15 +30,19 @@ class Session:
         self.results: list = []
         self.source: ResultsSource | None = None  # the layers the results belong to
         self.cleaner = None  # a core.clean.Cleaner for the current checkpoint, made lazily
+        self.load_lock = threading.RLock()  # held while a worker loads a checkpoint
 
     def get_cleaner(self):
         from jcas_napari.core.clean import Cleaner
 
-        if self.checkpoint is None:
-            return None
-        if self.cleaner is None or self.cleaner.source != self.checkpoint:
-            self.cleaner = Cleaner(self.checkpoint)
-        return self.cleaner
+        # One load at a time: the cleaning and inspector workers may ask for the model at
+        # once; one loads it, the other waits and reuses it.
+        with self.load_lock:
+            if self.checkpoint is None:
+                return None
+            if self.cleaner is None or self.cleaner.source != self.checkpoint:
+                self.cleaner = Cleaner(self.checkpoint)
+            return self.cleaner
 
     def set_results(self, results: list, source: ResultsSource | None) -> None:
         """Keep ``results`` together with the layers they were computed from."""
