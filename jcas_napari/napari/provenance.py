@@ -59,8 +59,13 @@ class ResultsSource:
     def of(cls, image_layer, mask_layer) -> ResultsSource:
         """Record the layers as they are now (call it when the cleaning input is read)."""
         image, masks = np.asarray(image_layer.data), np.asarray(mask_layer.data)
-        return cls(weakref.ref(image_layer), weakref.ref(mask_layer), fingerprint(image),
-                   fingerprint(masks), (image.shape, masks.shape))  # fmt: skip
+        return cls(
+            weakref.ref(image_layer),
+            weakref.ref(mask_layer),
+            fingerprint(image),
+            fingerprint(masks),
+            (image.shape, masks.shape),
+        )
 
     @property
     def mask_layer(self):
@@ -74,11 +79,19 @@ class ResultsSource:
         """
         image, masks = self.image(), self.masks()
         if not (_in_viewer(image, viewer) and _in_viewer(masks, viewer)):
-            return ("the frames or masks that were cleaned are no longer open: run "
-                    "'Clean with this model' on the layers to review")  # fmt: skip
-        if (np.shape(image.data), np.shape(masks.data)) != self.shapes or full and (
-                fingerprint(image.data) != self.image_fp
-                or fingerprint(masks.data) != self.masks_fp):  # fmt: skip
-            return (f"the data of '{image.name}' or '{masks.name}' changed since cleaning: "
-                    "run 'Clean with this model' again")  # fmt: skip
+            return (
+                "the frames or masks that were cleaned are no longer open: run "
+                "'Clean with this model' on the layers to review"
+            )
+        if (
+            (np.shape(image.data), np.shape(masks.data)) != self.shapes
+            or full
+            and (
+                fingerprint(image.data) != self.image_fp or fingerprint(masks.data) != self.masks_fp
+            )
+        ):
+            return (
+                f"the data of '{image.name}' or '{masks.name}' changed since cleaning: "
+                "run 'Clean with this model' again"
+            )
         return None
