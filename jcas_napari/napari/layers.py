@@ -8,6 +8,14 @@ import numpy as np
 
 from jcas_napari.data.io import ClassInfo
 from jcas_napari.data.viz import class_colours
+from jcas_napari.napari.names import (
+    CHANGES,
+    CONFIDENCE,
+    CORRECTED,
+    NOISY_MASKS,
+    RESULT_LAYERS,
+    USER_MASKS,
+)
 
 
 def label_colormap(classes: ClassInfo):
@@ -31,8 +39,8 @@ def changes_colormap():
                                            1: np.array([1.0, 0.15, 0.15, 1.0])})  # fmt: skip
 
 
-# Layers the widgets make from results: never an input to train on or to review.
-RESULT_LAYERS = ("corrected", "changes", "reviewed", "affinity", "confidence")
+# Layers the widgets make from results (never an input to train on or to review): their
+# names live in names.py with the other shared layer names.
 TRUTH_KEY = "ground_truth"  # metadata flag of a layer of true masks
 _TRUTH_NAME = re.compile(r"clean|truth|(?<![a-z])gt(?![a-z])")
 
@@ -73,7 +81,7 @@ def default_masks(layers, current: str = "", chosen: str = "") -> str | None:
         return current
     candidates = [lay for lay in by_name.values() if not is_truth(lay)]
     for test in (lambda lay: lay.metadata.get("source") == "user masks",
-                 lambda lay: lay.name in ("masks (noisy)", "masks"), lambda lay: True):
+                 lambda lay: lay.name in (NOISY_MASKS, USER_MASKS), lambda lay: True):
         found = [lay.name for lay in candidates if test(lay)]
         if found:
             return found[0]
@@ -105,13 +113,13 @@ def as_frames(image: np.ndarray) -> np.ndarray:
 def result_layers(results, classes: ClassInfo) -> dict[str, tuple[np.ndarray, dict]]:
     """The data and layer keywords of the corrected, changes and confidence layers."""
     return {
-        "corrected": (np.stack([r.proposed for r in results]),
-                      labels_kwargs("corrected", classes)),
+        CORRECTED: (np.stack([r.proposed for r in results]),
+                    labels_kwargs(CORRECTED, classes)),
         # One label for all changes: a layer of hundreds of region ids took ~350 ms to
         # create (bench_gui.py). The regions themselves stay in the session for review.
-        "changes": (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
-                    {"name": "changes", "opacity": 0.9, "colormap": changes_colormap()}),
-        "confidence": (np.stack([r.confidence for r in results]).astype(np.float16),
-                       {"name": "confidence", "colormap": "magma", "visible": False,
-                        "contrast_limits": (0, 1)}),
+        CHANGES: (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
+                  {"name": CHANGES, "opacity": 0.9, "colormap": changes_colormap()}),
+        CONFIDENCE: (np.stack([r.confidence for r in results]).astype(np.float16),
+                     {"name": CONFIDENCE, "colormap": "magma", "visible": False,
+                      "contrast_limits": (0, 1)}),
     }  # fmt: skip

@@ -40,14 +40,17 @@ def start_worker(worker) -> None:
 
     napari's workers run in ``QThreadPool.globalInstance()``. Qt converts large images in
     that same pool on the GUI thread's behalf and waits for it, GIL held: napari's
-    activity spinner does so when a task starts. With every pool thread in a worker that
-    waited for the GIL (two threads on 2 cores: training ending while cleaning imports),
-    the GUI thread waited forever (a deadlock seen in the GUI tests).
+    activity spinner does so when a task starts. With every pool thread (as many as
+    cores: two here) in a worker waiting for the GIL, the GUI thread waited forever (a
+    deadlock that hung the GUI tests).
     """
-    from qtpy.QtCore import QThreadPool
+    from qtpy.QtCore import QThread, QThreadPool
 
     pool = QThreadPool.globalInstance()
-    needed = pool.activeThreadCount() + 2  # this worker's thread and one free for Qt
+    # This worker's thread and one free for Qt, and at least two threads more than cores:
+    # other widgets start workers without this care, and a worker whose start is still
+    # queued (superqt starts it from a timer) is not counted as active yet.
+    needed = max(pool.activeThreadCount() + 2, QThread.idealThreadCount() + 2)
     if pool.maxThreadCount() < needed:
         pool.setMaxThreadCount(needed)
     worker.start()
