@@ -44,7 +44,7 @@ demo-headless: $(STAMP)
 	@echo "Preview: $(DEMO)/preview.png"
 	@echo "Report:  $(DEMO)/cleaned/report.md"
 
-test: $(STAMP) gui-deps
+test: $(STAMP) gui-deps lint
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q
 
 test-slow: $(STAMP) gui-deps
@@ -60,8 +60,10 @@ bench: $(STAMP)
 	cd benchmarks && ../$(PY) bench_core.py --configs small deeplab-r101 --repeats 3
 	$(PY) benchmarks/bench_affinity.py
 
+# Style: ruff's rule set (pyproject.toml) and its formatter; `make test` runs it first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check jcas_napari tests examples benchmarks
+	$(VENV)/bin/ruff format --check jcas_napari tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -377,7 +377,7 @@ def test_one_notification_per_error(viewer, tmp_path, monkeypatch):
 def test_frame_ids_for_the_score_table():
     from types import SimpleNamespace
 
-    from jcas_napari.napari.naming import frame_id, frame_ids
+    from jcas_napari.napari.names import frame_id, frame_ids
 
     layer = SimpleNamespace(metadata={"frame_ids": IDS}, data=np.zeros((4, 2, 2)))
     assert frame_ids(layer, 4) == IDS and frame_id(layer, 3) == "seq_02/frame001"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
@@ -32,8 +33,11 @@ def save_shot(viewer, path: Path, canvas_only: bool = False) -> np.ndarray:
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +54,9 @@ def _thaw_gc():
 def dataset(tmp_path):
     from jcas_napari.data.make import make_dataset
 
-    return make_dataset(tmp_path / "ds", sequences=1, frames=6, size=(128, 160), noise="mix",
-                        seed=2)  # fmt: skip
+    return make_dataset(
+        tmp_path / "ds", sequences=1, frames=6, size=(128, 160), noise="mix", seed=2
+    )
 
 
 def test_manifest_is_valid():
@@ -123,8 +128,10 @@ def test_reader_very_large_frames_hold_one_copy(tmp_path):
 
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
-        write_image(frame_path(tmp_path / "big", "images", name),
-                    rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))  # fmt: skip
+        write_image(
+            frame_path(tmp_path / "big", "images", name),
+            rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8),
+        )
         m = np.zeros((3000, 4000), np.uint8)
         m[1000:2000, 1000:3000] = 2
         write_mask(frame_path(tmp_path / "big", "masks", name), m)
@@ -139,8 +146,12 @@ def test_reader_very_large_frames_hold_one_copy(tmp_path):
         "print('SHAPES', [lay[0].shape for lay in layers], 'LABEL', int(layers[1][0].max()))\n"
         "print('PEAK', hwm() - base)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big")],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "big")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = dict(line.split(" ", 1) for line in res.stdout.splitlines())
     assert out["SHAPES"].startswith("[(2, 3000, 4000, 3), (2, 3000, 4000)]"), out
@@ -166,8 +177,9 @@ def test_writer_folder_tiff_and_refusal(dataset, tmp_path):
     np.testing.assert_array_equal(tifffile.imread(tif), masks)
     before = file_hashes(dataset / "masks")
     with pytest.raises(DatasetError, match="refusing to overwrite a user's mask"):
-        write_labels(str(dataset / "masks" / "seq_01"), masks[:1],
-                     {"metadata": {"frame_ids": ["frame000"]}})  # fmt: skip
+        write_labels(
+            str(dataset / "masks" / "seq_01"), masks[:1], {"metadata": {"frame_ids": ["frame000"]}}
+        )
     assert file_hashes(dataset / "masks") == before
 
 
@@ -200,8 +212,10 @@ def test_sample_data_train_cancel_restart_clean(make_napari_viewer, qtbot):
     assert trainer.session.checkpoint is None and "corrected" not in viewer.layers
     trainer.start()
     results = {"corrected", "changes", "confidence"}
-    qtbot.waitUntil(lambda: results <= {lay.name for lay in viewer.layers}
-                    and trainer.start_btn.isEnabled(), timeout=120_000)  # fmt: skip
+    qtbot.waitUntil(
+        lambda: results <= {lay.name for lay in viewer.layers} and trainer.start_btn.isEnabled(),
+        timeout=120_000,
+    )
     assert trainer.session.checkpoint.endswith("best.pt")
     corrected = viewer.layers["corrected"].data
     assert corrected.shape == noisy.shape == (8, 256, 320)
@@ -217,8 +231,10 @@ def test_sample_data_train_cancel_restart_clean(make_napari_viewer, qtbot):
     qtbot.wait(300)
     assert len(viewer.layers) == 0
 
-def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, qtbot, dataset,
-                                                           tmp_path):  # fmt: skip
+
+def test_whole_flow_train_cancel_restart_clean_review_save(
+    make_napari_viewer, qtbot, dataset, tmp_path
+):
     from jcas_napari.napari.inspector import InspectorWidget
     from jcas_napari.napari.matrices import MatricesWidget
     from jcas_napari.napari.review_widget import ReviewWidget
@@ -252,8 +268,10 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     save_shot(viewer, shot_path(tmp_path, "trainer.png"))
     # The three result layers are added one per event-loop turn.
     results = {"corrected", "changes", "confidence"}
-    qtbot.waitUntil(lambda: results <= {lay.name for lay in viewer.layers}
-                    and trainer.start_btn.isEnabled(), timeout=120_000)  # fmt: skip
+    qtbot.waitUntil(
+        lambda: results <= {lay.name for lay in viewer.layers} and trainer.start_btn.isEnabled(),
+        timeout=120_000,
+    )
     assert trainer.session.checkpoint.endswith("best.pt")
     import gc
 
@@ -266,7 +284,10 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     scores = [float(trainer.table.item(r, 1).text()) for r in range(6)]
     assert scores == sorted(scores, reverse=True)
     trainer._jump_to_row(2, 0)
-    assert viewer.dims.current_step[0] == int(trainer.table.item(2, 0).text())
+    frame = viewer.dims.current_step[0]
+    assert frame == trainer.table.item(2, 0).data(Qt.UserRole)
+    # The table names frames by their dataset ids (seq_xx/frameNNN), not by index.
+    assert trainer.table.item(2, 0).text() == viewer.layers["masks"].metadata["frame_ids"][frame]
     matrices.show_true.setChecked(True)
     save_shot(viewer, tmp_path / "matrices_beside_trainer.png")  # docs: test_gui_review.py
 
@@ -346,8 +367,9 @@ def test_whole_flow_train_cancel_restart_clean_review_save(make_napari_viewer, q
     (box,) = viewer.layers["current region"].data
     y0, x0, y1, x1 = cur.bbox
     assert box[0, 0] == cur.frame and (box[0, 1], box[0, 2]) == (y0 - 1.25, x0 - 1.25)
-    assert (changes[cur.frame][y0:y1, x0:x1][state.regions[cur.frame][y0:y1, x0:x1]
-                                             == cur.label] >= 1).all()  # fmt: skip
+    assert (
+        changes[cur.frame][y0:y1, x0:x1][state.regions[cur.frame][y0:y1, x0:x1] == cur.label] >= 1
+    ).all()
     save_shot(viewer, shot_path(tmp_path, "review.png"))
     paths = review.save()
     assert len(paths) == 6 and (out / "masks" / "seq_01" / "frame000.png").exists()
@@ -371,8 +393,10 @@ def test_reader_flat_layout(tmp_path):
 
     rng = np.random.default_rng(0)
     for i in range(2):
-        write_image(frame_path(tmp_path / "flat", "images", f"f{i}"),
-                    rng.integers(0, 255, (16, 20, 3), dtype=np.uint8))  # fmt: skip
+        write_image(
+            frame_path(tmp_path / "flat", "images", f"f{i}"),
+            rng.integers(0, 255, (16, 20, 3), dtype=np.uint8),
+        )
         write_mask(frame_path(tmp_path / "flat", "masks", f"f{i}"), np.full((16, 20), i, np.uint8))
     layers = get_reader(str(tmp_path / "flat"))(None)
     assert [lay[2] for lay in layers] == ["image", "labels"]
@@ -487,6 +511,7 @@ def test_gc_is_frozen_only_while_a_run_is_in_flight(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: trainer.start_btn.isEnabled(), timeout=60_000)
     assert gc.get_freeze_count() == 0
 
+
 def test_review_view_stays_inside_the_frame():
     from jcas_napari.napari.review_widget import _centre_inside
 
@@ -511,13 +536,13 @@ def test_napari_demo_opens_the_sample_and_docks_the_widgets(make_napari_viewer, 
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     viewers = []
-    monkeypatch.setattr(napari, "Viewer", lambda **kw: viewers.append(make_napari_viewer(**kw))
-                        or viewers[-1])  # fmt: skip
+    monkeypatch.setattr(
+        napari, "Viewer", lambda **kw: viewers.append(make_napari_viewer(**kw)) or viewers[-1]
+    )
     monkeypatch.setattr(napari, "run", lambda: None)
     demo.main()
     (viewer,) = viewers
-    assert [lay.name for lay in viewer.layers] == ["frames", "masks_clean (truth)",
-                                                   "masks (noisy)"]  # fmt: skip
+    assert [lay.name for lay in viewer.layers] == ["frames", "masks_clean (truth)", "masks (noisy)"]
     docked = " ".join(viewer.window.dock_widgets)
     for name in ("JCAS trainer", "Transition matrices", "Review corrections"):
         assert name in docked, docked

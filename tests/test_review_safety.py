@@ -27,12 +27,27 @@ def fake_result(index: int, mask: np.ndarray, shift: int = 0) -> CleaningResult:
     for label, (y0, x0, y1, x1) in enumerate(BOXES, start=1):
         to = (label + shift) % 4 or 1
         proposed[y0:y1, x0:x1], regions[y0:y1, x0:x1] = to, label
-        info.append(Region(label=label, area=(y1 - y0) * (x1 - x0), score=0.9 - 0.1 * label,
-                           from_class=0, to_class=to, bbox=(y0, x0, y1, x1)))  # fmt: skip
-    return CleaningResult(index=index, id=f"f{index}", prediction=proposed,
-                          confidence=np.ones(mask.shape, np.float32), proposed=proposed,
-                          regions=regions, region_info=info, noise_score=index / 100,
-                          changed_fraction=float((proposed != mask).mean()))  # fmt: skip
+        info.append(
+            Region(
+                label=label,
+                area=(y1 - y0) * (x1 - x0),
+                score=0.9 - 0.1 * label,
+                from_class=0,
+                to_class=to,
+                bbox=(y0, x0, y1, x1),
+            )
+        )
+    return CleaningResult(
+        index=index,
+        id=f"f{index}",
+        prediction=proposed,
+        confidence=np.ones(mask.shape, np.float32),
+        proposed=proposed,
+        regions=regions,
+        region_info=info,
+        noise_score=index / 100,
+        changed_fraction=float((proposed != mask).mean()),
+    )
 
 
 def fake_results(masks: np.ndarray, shift: int = 0) -> list[CleaningResult]:
@@ -134,8 +149,12 @@ def add_data(viewer, frames: int, seed: int = 0, root: str | None = None) -> Non
     """A small dataset as the reader gives it: frames and all-background masks."""
     rng = np.random.default_rng(seed)
     meta = {"dataset_root": root} if root else {}
-    viewer.add_image(rng.integers(0, 255, (frames, *SIZE, 3), dtype=np.uint8), name="frames",
-                     rgb=True, metadata=meta)  # fmt: skip
+    viewer.add_image(
+        rng.integers(0, 255, (frames, *SIZE, 3), dtype=np.uint8),
+        name="frames",
+        rgb=True,
+        metadata=meta,
+    )
     viewer.add_labels(np.zeros((frames, *SIZE), np.uint8), name="masks", metadata=meta)
 
 
@@ -151,8 +170,12 @@ def clean_with_fake_model(trainer, qtbot, monkeypatch, shift: int = 0) -> None:
     monkeypatch.setattr(trainer.session, "get_cleaner", lambda: None)
     trainer.clean()
     layers = trainer.viewer.layers
-    qtbot.waitUntil(lambda: trainer.start_btn.isEnabled() and not trainer._pending_layers
-                    and "confidence" in layers, timeout=30_000)  # fmt: skip
+    qtbot.waitUntil(
+        lambda: (
+            trainer.start_btn.isEnabled() and not trainer._pending_layers and "confidence" in layers
+        ),
+        timeout=30_000,
+    )
     # The layers' events settle (the review takes the layers as they are now).
     qtbot.wait(50)
 
@@ -168,8 +191,9 @@ def notes(monkeypatch) -> list[str]:
 
 @pytest.mark.gui
 @pytest.mark.parametrize(("before", "after"), [(8, 12), (12, 8)])
-def test_review_refuses_results_of_layers_that_were_replaced(viewer, qtbot, monkeypatch,
-                                                             tmp_path, before, after):  # fmt: skip
+def test_review_refuses_results_of_layers_that_were_replaced(
+    viewer, qtbot, monkeypatch, tmp_path, before, after
+):
     """The issue's steps: clean, clear the layers, open other data, Start review."""
     from jcas_napari.napari.review_widget import ReviewWidget
     from jcas_napari.napari.trainer import TrainerWidget
@@ -215,8 +239,7 @@ def test_review_refuses_results_when_the_masks_changed(viewer, qtbot, monkeypatc
 
 
 @pytest.mark.gui
-def test_a_running_review_stops_when_its_layers_go_away(viewer, qtbot, monkeypatch,
-                                                        tmp_path):  # fmt: skip
+def test_a_running_review_stops_when_its_layers_go_away(viewer, qtbot, monkeypatch, tmp_path):
     from jcas_napari.napari.review_widget import STATE_FILE, ReviewWidget
     from jcas_napari.napari.trainer import TrainerWidget
 
@@ -239,8 +262,7 @@ def test_a_running_review_stops_when_its_layers_go_away(viewer, qtbot, monkeypat
 
 
 @pytest.mark.gui
-def test_resume_is_refused_after_cleaning_with_another_model(viewer, qtbot, monkeypatch,
-                                                             tmp_path):  # fmt: skip
+def test_resume_is_refused_after_cleaning_with_another_model(viewer, qtbot, monkeypatch, tmp_path):
     from jcas_napari.napari.review_widget import STATE_FILE, ReviewWidget
     from jcas_napari.napari.trainer import TrainerWidget
 

@@ -122,3 +122,8 @@ def test_napari_sample_from_the_wheel(installed):
     )
     n, shape = run(base, env, "-c", code).split(" ", 1)
     assert int(n) >= 2 and "256, 320" in shape
+    # The pre-generated sample ships in the wheel (else opening the sample generates it).
+    code = "from jcas_napari.napari.sample import SHIPPED_FILE as f; print(f.is_file(), f)"
+    shipped, where = run(base, env, "-c", code).split(" ", 1)
+    repo = Path(__file__).resolve().parents[1]
+    assert shipped == "True" and not Path(where.strip()).resolve().is_relative_to(repo)

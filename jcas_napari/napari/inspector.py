@@ -110,6 +110,7 @@ class InspectorWidget(QWidget):
         from napari.qt.threading import create_worker
 
         from jcas_napari.napari.layers import as_frames
+        from jcas_napari.napari.runtime import start_worker
 
         frames = self._frames_layer()
         if frames is None or self.session.checkpoint is None:
@@ -137,7 +138,7 @@ class InspectorWidget(QWidget):
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._next)
-        self.worker.start()
+        start_worker(self.worker)
         return True
 
     def _next(self) -> None:

@@ -35,8 +35,9 @@ def changes_colormap():
     """Changed pixels in red, the rest transparent."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={0: np.zeros(4), None: np.zeros(4),
-                                           1: np.array([1.0, 0.15, 0.15, 1.0])})  # fmt: skip
+    return DirectLabelColormap(
+        color_dict={0: np.zeros(4), None: np.zeros(4), 1: np.array([1.0, 0.15, 0.15, 1.0])}
+    )
 
 
 # Layers the widgets make from results (never an input to train on or to review): their
@@ -51,10 +52,19 @@ def labels_kwargs(name: str, classes: ClassInfo, truth: bool = False, **extra) -
     A ``metadata`` in ``extra`` adds to the class metadata rather than replacing it, so
     that every such layer keeps its class names.
     """
-    meta = {"class_names": list(classes.names), "ignore_index": classes.ignore_index,
-            **extra.pop("metadata", {}), **({TRUTH_KEY: True} if truth else {})}  # fmt: skip
-    return {"name": name, "colormap": label_colormap(classes), "opacity": 0.55,
-            "metadata": meta, **extra}  # fmt: skip
+    meta = {
+        "class_names": list(classes.names),
+        "ignore_index": classes.ignore_index,
+        **extra.pop("metadata", {}),
+        **({TRUTH_KEY: True} if truth else {}),
+    }
+    return {
+        "name": name,
+        "colormap": label_colormap(classes),
+        "opacity": 0.55,
+        "metadata": meta,
+        **extra,
+    }
 
 
 def is_truth(layer) -> bool:
@@ -80,8 +90,11 @@ def default_masks(layers, current: str = "", chosen: str = "") -> str | None:
     if current in by_name and (current == chosen or not is_truth(by_name[current])):
         return current
     candidates = [lay for lay in by_name.values() if not is_truth(lay)]
-    for test in (lambda lay: lay.metadata.get("source") == "user masks",
-                 lambda lay: lay.name in (NOISY_MASKS, USER_MASKS), lambda lay: True):
+    for test in (
+        lambda lay: lay.metadata.get("source") == "user masks",
+        lambda lay: lay.name in (NOISY_MASKS, USER_MASKS),
+        lambda lay: True,
+    ):
         found = [lay.name for lay in candidates if test(lay)]
         if found:
             return found[0]
@@ -113,13 +126,15 @@ def as_frames(image: np.ndarray) -> np.ndarray:
 def result_layers(results, classes: ClassInfo) -> dict[str, tuple[np.ndarray, dict]]:
     """The data and layer keywords of the corrected, changes and confidence layers."""
     return {
-        CORRECTED: (np.stack([r.proposed for r in results]),
-                    labels_kwargs(CORRECTED, classes)),
+        CORRECTED: (np.stack([r.proposed for r in results]), labels_kwargs(CORRECTED, classes)),
         # One label for all changes: a layer of hundreds of region ids took ~350 ms to
         # create (bench_gui.py). The regions themselves stay in the session for review.
-        CHANGES: (np.stack([r.regions > 0 for r in results]).astype(np.uint8),
-                  {"name": CHANGES, "opacity": 0.9, "colormap": changes_colormap()}),
-        CONFIDENCE: (np.stack([r.confidence for r in results]).astype(np.float16),
-                     {"name": CONFIDENCE, "colormap": "magma", "visible": False,
-                      "contrast_limits": (0, 1)}),
-    }  # fmt: skip
+        CHANGES: (
+            np.stack([r.regions > 0 for r in results]).astype(np.uint8),
+            {"name": CHANGES, "opacity": 0.9, "colormap": changes_colormap()},
+        ),
+        CONFIDENCE: (
+            np.stack([r.confidence for r in results]).astype(np.float16),
+            {"name": CONFIDENCE, "colormap": "magma", "visible": False, "contrast_limits": (0, 1)},
+        ),
+    }

@@ -10,6 +10,7 @@ import numpy as np
 from jcas_napari.data.endovis import is_endovis
 from jcas_napari.data.io import STACK_FILES, DatasetError, open_dataset
 from jcas_napari.napari.layers import labels_kwargs
+from jcas_napari.napari.names import FRAMES, TRUTH_FILE_MASKS, USER_MASKS
 
 
 def _dataset_root(path) -> Path | None:
@@ -47,9 +48,12 @@ def _stacks(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             s = None  # free the previous frame before decoding the next one
             s = ds[i]
         if s.image.shape != size:
-            raise DatasetError(ds.frames[i].image, f"frame size {s.image.shape[:2]} differs "
-                               f"from the first frame's {size[:2]}; resize the frames to one "
-                               "size to view them as a stack")  # fmt: skip
+            raise DatasetError(
+                ds.frames[i].image,
+                f"frame size {s.image.shape[:2]} differs "
+                f"from the first frame's {size[:2]}; resize the frames to one "
+                "size to view them as a stack",
+            )
         images[i], masks[i] = s.image, s.mask
         if clean is not None:
             clean[i] = s.clean
@@ -70,11 +74,29 @@ def read_dataset(root: Path) -> list:
         show_error(f"jcas-napari: {exc}")
         return [(None,)]
     meta = {"dataset_root": str(root), "frame_ids": ds.ids}
-    layers = [(images, {"name": "frames", "rgb": True, "metadata": meta}, "image"),
-              (masks, labels_kwargs("masks", ds.classes, metadata={**meta, "class_names":
-                       list(ds.classes.names), "ignore_index": ds.classes.ignore_index,
-                       "source": "user masks"}), "labels")]  # fmt: skip
+    layers = [
+        (images, {"name": FRAMES, "rgb": True, "metadata": meta}, "image"),
+        (
+            masks,
+            labels_kwargs(
+                USER_MASKS,
+                ds.classes,
+                metadata={
+                    **meta,
+                    "class_names": list(ds.classes.names),
+                    "ignore_index": ds.classes.ignore_index,
+                    "source": "user masks",
+                },
+            ),
+            "labels",
+        ),
+    ]
     if clean is not None:
-        layers.append((clean, labels_kwargs("masks_clean", ds.classes, truth=True, visible=False),
-                       "labels"))  # fmt: skip
+        layers.append(
+            (
+                clean,
+                labels_kwargs(TRUTH_FILE_MASKS, ds.classes, truth=True, visible=False),
+                "labels",
+            )
+        )
     return layers

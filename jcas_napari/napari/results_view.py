@@ -14,7 +14,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from jcas_napari.napari.layers import result_layers
-from jcas_napari.napari.names import CHANGES, CONFIDENCE
+from jcas_napari.napari.names import CHANGES, CONFIDENCE, frame_ids
 
 LAYER_GAP_MS = 30  # lets the canvas paint and input events run between two new layers
 
@@ -36,19 +36,24 @@ class ResultsView(QTableWidget):
         self.setToolTip("Frames, worst first: click a row to go to its frame.")
         self.cellClicked.connect(self.jump_to_row)
 
-    def display(self, results, classes) -> None:
-        """Fill the table and start adding or refreshing the result layers."""
+    def display(self, results, classes, mask_layer=None) -> None:
+        """Fill the table (frames named by their ids, from ``mask_layer``'s reader
+        metadata) and start adding or refreshing the result layers."""
         self.pending = list(result_layers(results, classes).items())
         QTimer.singleShot(0, self._put_next_layer)
         self.setRowCount(0)
+        count = max((r.index for r in results), default=-1) + 1
+        names = frame_ids(mask_layer, len(getattr(mask_layer, "data", ())) or count)
         for r in sorted(results, key=lambda r: -r.noise_score):
             row = self.rowCount()
             self.insertRow(row)
+            name = names[r.index] if r.index < len(names) else f"frame {r.index}"
             for col, text in enumerate(
-                (str(r.index), f"{r.noise_score:.3f}", f"{100 * r.changed_fraction:.1f}")
+                (name, f"{r.noise_score:.3f}", f"{100 * r.changed_fraction:.1f}")
             ):
                 item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                item.setData(Qt.UserRole, r.index)  # the frame index, for jump_to_row
                 self.setItem(row, col, item)
 
     def _put_next_layer(self) -> None:
@@ -75,5 +80,5 @@ class ResultsView(QTableWidget):
 
     def jump_to_row(self, row: int, _col: int = 0) -> None:
         """Show the frame of ``row``."""
-        frame = int(self.item(row, 0).text())
+        frame = int(self.item(row, 0).data(Qt.UserRole))
         self.viewer.dims.set_current_step(0, frame)

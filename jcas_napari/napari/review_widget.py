@@ -11,7 +11,7 @@ import numpy as np
 
 from jcas_napari.napari import review_view as view
 from jcas_napari.napari.layers import class_info_of, labels_kwargs
-from jcas_napari.napari.naming import frame_id
+from jcas_napari.napari.names import CHANGES, CORRECTED, REVIEWED, frame_id
 from jcas_napari.napari.provenance import ResultsSource
 from jcas_napari.napari.review import ReviewMismatch, ReviewState, changes_from_paint
 from jcas_napari.napari.review_panel import WHY_NOT_INSIDE, ReviewPanel
@@ -132,17 +132,17 @@ class ReviewWidget(ReviewPanel):
         proposal layer is hidden so that it does not lie over ``reviewed``."""
         s, layers = self.state, self.viewer.layers
         classes = class_info_of(original)
-        if "reviewed" in layers:
-            layers["reviewed"].data = s.reviewed
+        if REVIEWED in layers:
+            layers[REVIEWED].data = s.reviewed
         else:
-            kwargs = labels_kwargs("reviewed", classes, metadata={**original.metadata})
+            kwargs = labels_kwargs(REVIEWED, classes, metadata={**original.metadata})
             self.viewer.add_labels(s.reviewed, **kwargs)
-        layer = layers["reviewed"]
+        layer = layers[REVIEWED]
         if layer is not self._painted:
             layer.events.paint.connect(self._on_paint)
             self._painted = layer
-        if "corrected" in layers:
-            layers["corrected"].visible = False
+        if CORRECTED in layers:
+            layers[CORRECTED].visible = False
         if PIXELS in layers:
             layers[PIXELS].data = np.zeros(s.reviewed.shape, np.uint8)
         else:
@@ -160,7 +160,7 @@ class ReviewWidget(ReviewPanel):
                 face_color="transparent",
                 edge_width=OUTLINE,
             )
-        changes = layers["changes"] if "changes" in layers else None
+        changes = layers[CHANGES] if CHANGES in layers else None
         if changes is not None and changes.data.shape == s.regions.shape:
             changes.colormap = view.changes_colormap()
             self._paint_changes(range(len(s.regions)))
@@ -211,8 +211,8 @@ class ReviewWidget(ReviewPanel):
             if undoing == "decision" or action != "undo":
                 self._autosave()
             self._paint_changes(changed)
-        if "reviewed" in self.viewer.layers:
-            self.viewer.layers["reviewed"].refresh()
+        if REVIEWED in self.viewer.layers:
+            self.viewer.layers[REVIEWED].refresh()
         self._show()
         if action == "undo" and self.state.kept_on_undo:
             self._tell_kept(undoing)
@@ -234,7 +234,7 @@ class ReviewWidget(ReviewPanel):
     def _paint_changes(self, frames) -> None:
         """The changes layer follows the decisions: undecided, accepted, rejected."""
         layers = self.viewer.layers
-        changes = layers["changes"] if "changes" in layers else None
+        changes = layers[CHANGES] if CHANGES in layers else None
         if changes is None or changes.data.shape != self.state.regions.shape:
             return
         for f in frames:

@@ -135,3 +135,24 @@ def thaw() -> None:
     """Undo ``freeze_long_lived``: the collector sees every object again."""
     with _lock:
         gc.unfreeze()
+
+
+def start_worker(worker) -> None:
+    """Start a napari worker, keeping a thread of Qt's global pool free.
+
+    napari's workers run in ``QThreadPool.globalInstance()``. Qt converts large images in
+    that same pool on the GUI thread's behalf and waits for it, GIL held: napari's
+    activity spinner does so when a task starts. With every pool thread (as many as
+    cores: two here) in a worker waiting for the GIL, the GUI thread waited forever (a
+    deadlock that hung the GUI tests).
+    """
+    from qtpy.QtCore import QThread, QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    # This worker's thread and one free for Qt, and at least two threads more than cores:
+    # other widgets start workers without this care, and a worker whose start is still
+    # queued (superqt starts it from a timer) is not counted as active yet.
+    needed = max(pool.activeThreadCount() + 2, QThread.idealThreadCount() + 2)
+    if pool.maxThreadCount() < needed:
+        pool.setMaxThreadCount(needed)
+    worker.start()

@@ -61,8 +61,11 @@ class Session:
         """
         if not self.results:
             raise StaleResults("nothing to review: run 'Clean with this model' first")
-        problem = ("results of unknown origin: run 'Clean with this model' again"
-                   if self.source is None else self.source.problem(viewer, full))  # fmt: skip
+        problem = (
+            "results of unknown origin: run 'Clean with this model' again"
+            if self.source is None
+            else self.source.problem(viewer, full)
+        )
         if problem:
             self.drop_results(problem)
             raise StaleResults(problem)

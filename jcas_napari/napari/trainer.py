@@ -319,7 +319,7 @@ class TrainerWidget(QWidget):
         masks = self._source.mask_layer if self._source is not None else None
         if masks is not None:
             masks.visible = False
-        self.results.display(results, classes)
+        self.results.display(results, classes, masks)
         self.session.cleaned.emit(results)
 
     def _layers_done(self) -> None:
