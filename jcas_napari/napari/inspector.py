@@ -8,9 +8,10 @@ slot, on the GUI thread. A click during a run waits, and only the newest one run
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from jcas_napari.napari.docking import tab_with_siblings
 from jcas_napari.napari.session import session_for
 
 MODIFIER = "Alt"  # not used by napari's layer keymaps (pitfall: they swallow plain keys)
@@ -44,6 +45,7 @@ class InspectorWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        QTimer.singleShot(0, lambda: tab_with_siblings(self))
         self.readout = QLabel(HELP)
         self.readout.setWordWrap(True)
         self.readout.setAlignment(Qt.AlignTop | Qt.AlignLeft)

@@ -10,11 +10,14 @@ model (``Session.cleaner``) is read.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from jcas_napari.napari.docking import tab_with_siblings
 from jcas_napari.napari.plot import draw_matrix, make_canvas
 from jcas_napari.napari.session import session_for
 
+VIEW_HEIGHT = 180  # px
 DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
 USED = "used to clean these frames (estimated on them)"
 ANCHOR = "held-out estimate at the end of training"
@@ -36,6 +39,8 @@ class MatricesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        QTimer.singleShot(0, lambda: tab_with_siblings(self))
+        self.setMinimumHeight(VIEW_HEIGHT)  # docks share height evenly; the panels need this
         self.canvas, self.fig = make_canvas(3.6, 3.4)
         self.canvas.setMinimumSize(260, 240)
         self.canvas.setToolTip("T[i, j] = P(noisy class j | clean class i); rows sum to 1")

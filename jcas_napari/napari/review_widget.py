@@ -31,6 +31,7 @@ KEYS = {
     "Control-Shift-z": "redo",
 }
 STATE_FILE = "review_state.json"
+REVIEW_HEIGHT = 300  # px: its buttons and the counter without scrolling
 
 
 def _set_aside(path: Path) -> Path:
@@ -48,6 +49,8 @@ class ReviewWidget(ReviewPanel):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        # Docks share the height evenly; the review's buttons and counter need this much.
+        self.setMinimumHeight(REVIEW_HEIGHT)
         self.state: ReviewState | None = None
         self.source: ResultsSource | None = None  # the layers the review's results are of
         self._said: str | None = None  # the last problem notified (one notification each)
