@@ -32,8 +32,8 @@ def peak_mib() -> float:
 
 
 def child(dataset: str, out: str) -> None:
+    from jcas_napari.batch import clean_to_folder
     from jcas_napari.data.io import open_dataset
-    from jcas_napari.report import clean_to_folder
 
     t0 = time.perf_counter()
     ds = open_dataset(dataset)

@@ -22,10 +22,10 @@ T = TypeVar("T")
 def _open_for_writing(req: Request) -> Dataset:
     """Join torchrun's group, check --device, open the dataset and refuse an OUT that
     overlaps it (resolved: symlinks and '..' included)."""
+    from jcas_napari.batch import check_output_dir
     from jcas_napari.cli_runs import init_distributed
     from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
-    from jcas_napari.report import check_output_dir
 
     init_distributed()
     pick_device(req.device)  # an unknown device fails here, in one line
@@ -123,8 +123,8 @@ def _train(req: Request, resume: bool, overwrite: bool):
 def _clean_into(ds, models, out: Path, threshold, device) -> None:
     from tqdm import tqdm
 
+    from jcas_napari.batch import clean_to_folder
     from jcas_napari.core.device import rank
-    from jcas_napari.report import clean_to_folder
 
     notes: list[str] = []
     # Under torchrun every rank cleans a share; rank 0 counts them all and reports.
@@ -157,10 +157,10 @@ def clean_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
+    from jcas_napari.batch import check_output_dir
     from jcas_napari.cli_runs import init_distributed
     from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
-    from jcas_napari.report import check_output_dir
 
     try:
         init_distributed()  # under torchrun: the ranks share the frames

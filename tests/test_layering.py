@@ -1,10 +1,10 @@
-"""The package's layers import downwards only: data < core < napari/cli/report.
+"""The package's layers import downwards only: data < core < napari/cli/batch.
 
 ``tests/test_imports.py`` checks that a fixed list of modules imports without napari or Qt.
 Here every module is found on disk, so new modules are covered too:
 
 - each ``jcas_napari.data`` module, imported alone in a fresh interpreter, loads nothing of
-  the layers above it (``core``, the plugin, the CLI, the report);
+  the layers above it (``core``, the plugin, the CLI, the batch pipeline);
 - no ``jcas_napari.data`` or ``jcas_napari.core`` module has an import of a GUI package or
   (for data) of an upper layer anywhere in its source, function-level imports included;
 - the bottom modules of the data layer stay leaves.
@@ -21,7 +21,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jcas_napari"
 GUI = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy"}
-ABOVE_DATA = ("jcas_napari.core", "jcas_napari.napari", "jcas_napari.cli", "jcas_napari.report")
+ABOVE_DATA = ("jcas_napari.core", "jcas_napari.napari", "jcas_napari.cli", "jcas_napari.batch")
 LEAVES = ("jcas_napari.data.schema", "jcas_napari.data.metrics")
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from jcas_napari import ENDOVIS_PART_CLASSES
 from jcas_napari.core import device as devices
 from jcas_napari.core.batches import (
     batch_loader,
@@ -56,7 +57,6 @@ from jcas_napari.data.io import remove_stale_temp_files
 from jcas_napari.data.resize import resize_mask
 
 METHODS = ("jcas", "ce", "volmin")
-DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
 
 
 def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) -> float:
@@ -354,9 +354,8 @@ def train(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    names = list(
-        class_names or getattr(getattr(dataset, "classes", None), "names", None) or DEFAULT_NAMES
-    )
+    dataset_names = getattr(getattr(dataset, "classes", None), "names", None)
+    names = list(class_names or dataset_names or ENDOVIS_PART_CLASSES)
     run = Trainer(
         dataset,
         config,

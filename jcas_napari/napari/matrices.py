@@ -13,12 +13,12 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from jcas_napari import ENDOVIS_PART_CLASSES
 from jcas_napari.napari.docking import tab_with_siblings
 from jcas_napari.napari.plot import draw_matrix, make_canvas
 from jcas_napari.napari.session import session_for
 
 VIEW_HEIGHT = 180  # px
-DEFAULT_NAMES = ("background", "shaft", "wrist", "clasper")
 USED = "used to clean these frames (estimated on them)"
 ANCHOR = "held-out estimate at the end of training"
 LEARNED = "learned by the model (its T_C layer)"
@@ -95,7 +95,7 @@ class MatricesWidget(QWidget):
             names = layer.metadata.get("class_names") if hasattr(layer, "metadata") else None
             if names and len(names) == len(self.t_c):
                 return list(names)
-        names = list(DEFAULT_NAMES[: len(self.t_c)])
+        names = list(ENDOVIS_PART_CLASSES[: len(self.t_c)])
         return names + [str(i) for i in range(len(names), len(self.t_c))]
 
     def set_options(self, options: dict[str, np.ndarray], t_a, model: str) -> None:

@@ -1,6 +1,10 @@
-"""Cleaning outputs on disk: masks, change regions, confidence, scores and a markdown report.
+"""The batch pipeline: a dataset on disk in, cleaned files out.
 
-Used by ``jcas clean`` and ``jcas run``; napari-free (matplotlib with the Agg backend).
+``clean_to_folder`` runs the core cleaning (``core.pipeline.clean_models``) over a whole
+dataset, resumably and under a lock (sharded across torchrun ranks by ``shard``), and
+writes the cleaned masks in the user's format, change regions, confidence, scores and a
+markdown report. Used by ``jcas clean`` and ``jcas run``; napari-free (matplotlib with
+the Agg backend).
 """
 
 from __future__ import annotations
