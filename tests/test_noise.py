@@ -129,6 +129,16 @@ def test_drop_removes_a_whole_component(frame):
     assert len(np.unique(frame[changed])) == 1
 
 
+def test_swap_gives_a_whole_component_another_part_class(frame):
+    noisy, info = corrupt(frame, "swap", np.random.default_rng(0), count=1)
+    changed = info.changed
+    assert changed.any()
+    assert len(np.unique(frame[changed])) == 1 and len(np.unique(noisy[changed])) == 1
+    given, became = int(frame[changed][0]), int(noisy[changed][0])
+    assert given > 0 and became > 0 and given != became  # one part labelled as another
+    assert (noisy[~changed] == frame[~changed]).all()
+
+
 def test_mix_shares_draws_within_segments():
     _, masks = make_sequence(12, np.random.default_rng(3), (64, 80))
     out = list(corrupt_sequence(masks, "mix", np.random.default_rng(0)))

@@ -19,6 +19,7 @@ affine        each part component rotated, shifted and scaled                  M
 polygon       each component redrawn as a coarse polygon with jittered vertices MS-TFAL
 markov        boundary random walk, i.i.d. flips, blur and threshold           Spatial Corr.
 drop          whole part components deleted (missed annotation)               Rottmann 2022
+swap          whole part components given another part's class (confusion)    cf. Rottmann
 mix           per (segment, class) one of dilate/erode/affine/polygon          MS-TFAL
 ============  ===============================================================  =============
 
@@ -88,6 +89,7 @@ KINDS = (
     "polygon",
     "markov",
     "drop",
+    "swap",
     "mix",
 )
 
@@ -104,6 +106,7 @@ PRESETS: dict[str, tuple[str, dict, tuple[int, int]]] = {
     "affine": ("affine", {}, (1, 1)),
     "polygon": ("polygon", {}, (1, 1)),
     "drop": ("drop", {"count": 1}, (1, 1)),
+    "swap": ("swap", {"count": 1}, (1, 1)),
 }
 
 
@@ -218,7 +221,7 @@ def _shape_params(kind: str, rng: np.random.Generator, fg, order: list[int], p: 
     if kind == "markov":
         defaults = (("steps", 60), ("theta1", 0.8), ("theta2", 0.05), ("theta3", 0.2))
         return {k: p.get(k, d) for k, d in defaults}
-    if kind == "drop":
+    if kind in ("drop", "swap"):
         return {"count": int(p.get("count", 1))}
     raise ValueError(f"unknown noise kind {kind!r}; choose from {', '.join(KINDS)}")
 
@@ -264,6 +267,8 @@ def apply_params(
             if (mask == c).any()
         }
         return composite(mask, bins, rng.permutation(list(bins)).tolist(), ignore_index)
+    if kind == "swap":
+        return _swap_parts(mask, drawn["count"], rng, num_classes, min_area)
     if kind == "drop":
         out = mask.copy()
         comps = [comp for c in _fg_classes(num_classes) for comp in components(mask == c, min_area)]
@@ -279,6 +284,19 @@ def apply_params(
         sub_kind, sub = drawn["choice"][c] if kind == "mix" else (kind, drawn)
         bins[c] = corrupt_binary(binary, sub_kind, sub, c, rng, min_area)
     return composite(mask, bins, drawn["order"], ignore_index)
+
+
+def _swap_parts(mask, count: int, rng, num_classes: int, min_area: int) -> np.ndarray:
+    """``count`` whole part components relabelled to another foreground class."""
+    out = mask.copy()
+    fg = list(_fg_classes(num_classes))
+    comps = [(c, comp) for c in fg for comp in components(mask == c, min_area)]
+    if comps and len(fg) > 1 and count > 0:
+        for i in rng.choice(len(comps), size=min(count, len(comps)), replace=False):
+            c, comp = comps[i]
+            others = [d for d in fg if d != c]
+            out[comp] = others[int(rng.integers(len(others)))]
+    return out
 
 
 def noise_info(
