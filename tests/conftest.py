@@ -13,6 +13,15 @@ from jcas_napari.data.synthetic import make_sequence
 SMALL = (64, 80)
 
 
+@pytest.fixture(autouse=True)
+def _thaw_gc():
+    """The napari trainer freezes the collector during a run; every test ends thawed."""
+    import gc
+
+    yield
+    gc.unfreeze()
+
+
 @pytest.fixture(scope="session")
 def small_sequence():
     """images (6,64,80,3) uint8 and masks (6,64,80) uint8 of one synthetic sequence."""

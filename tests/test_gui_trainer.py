@@ -21,15 +21,6 @@ pytestmark = pytest.mark.gui
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.fixture(autouse=True)
-def _thaw_gc():
-    """The trainer freezes the collector during a run; every test ends thawed."""
-    import gc
-
-    yield
-    gc.unfreeze()
-
-
 @pytest.fixture
 def viewer(make_napari_viewer):
     return make_napari_viewer()

@@ -130,15 +130,6 @@ def test_fingerprint_sees_content_shape_and_dtype():
 # ---------------------------------------------------------------------- the widgets
 
 
-@pytest.fixture(autouse=True)
-def _thaw_gc():
-    """The trainer freezes the collector during a run; every test ends thawed."""
-    import gc
-
-    yield
-    gc.unfreeze()
-
-
 @pytest.fixture
 def viewer(make_napari_viewer):
     pytest.importorskip("napari")
