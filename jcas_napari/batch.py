@@ -25,6 +25,7 @@ from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.pipeline import clean_models
 from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
+    ClassInfo,
     Dataset,
     DatasetError,
     atomic_write_bytes,
@@ -33,16 +34,19 @@ from jcas_napari.data.io import (
     remove_stale_temp_files,
     write_image,
 )
-from jcas_napari.data.mask_format import encode_mask, output_path, stack_output
+from jcas_napari.data.mask_format import MaskFormat, encode_mask, output_targets, stack_output
 from jcas_napari.data.viz import class_colours, overlay, palette
 from jcas_napari.plots import draw_heatmap
 
 
-def write_frame_outputs(out: Path, result: CleaningResult, dataset: Dataset) -> None:
-    """A frame's cleaned mask, in the dataset's layout and the input mask's format
-    (:func:`output_path`), OUT/changes (16-bit region ids) and OUT/confidence (0-255)."""
-    rel, fmt = output_path(dataset, result.index)
-    atomic_write_bytes(out / rel, encode_mask(result.proposed, fmt, dataset.classes))
+def write_frame_outputs(
+    out: Path, result: CleaningResult, target: tuple[Path, MaskFormat], classes: ClassInfo
+) -> None:
+    """A frame's cleaned mask at ``target`` (its path in the dataset's layout and the input
+    mask's format, from :func:`output_targets`), OUT/changes (16-bit region ids) and
+    OUT/confidence (0-255)."""
+    rel, fmt = target
+    atomic_write_bytes(out / rel, encode_mask(result.proposed, fmt, classes))
     regions = np.minimum(result.regions, 65535).astype(np.uint16)
     from PIL import Image
 
@@ -53,23 +57,24 @@ def write_frame_outputs(out: Path, result: CleaningResult, dataset: Dataset) -> 
     atomic_write_bytes(out / "confidence" / f"{result.id}.png", encode_png(conf))
 
 
-def finish_outputs(out: Path, dataset: Dataset, notes: list[str] | None = None) -> None:
+def finish_outputs(
+    out: Path,
+    dataset: Dataset,
+    targets: Sequence[tuple[Path, MaskFormat]],
+    notes: list[str] | None = None,
+) -> None:
     """Join a TIFF-stack dataset's cleaned frames into OUT/masks.tif (the input's bit
-    depth), and copy the class map file, so that OUT reads like the input."""
+    depth), copy the class map file, so that OUT reads like the input, and note what the
+    formats could not keep. ``targets``: :func:`output_targets` of ``dataset``."""
     stack = stack_output(dataset)
     if stack is not None:
         rel, fmt = stack
-        masks = np.stack(
-            [
-                read_mask(out / output_path(dataset, i)[0], dataset.classes)
-                for i in range(len(dataset))
-            ]
-        )
+        masks = np.stack([read_mask(out / path, dataset.classes) for path, _ in targets])
         atomic_write_bytes(out / rel, encode_mask(masks, fmt, dataset.classes))
     source = dataset.class_source
     if source is not None and source.is_file():
         atomic_write_bytes(out / source.name, source.read_bytes())
-    changes = {output_path(dataset, i)[1].change for i in range(len(dataset))} - {""}
+    changes = {fmt.change for _, fmt in targets} - {""}
     if notes is not None:
         notes += [f"cleaned masks: {c}" for c in sorted(changes)]
 
@@ -224,12 +229,13 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
     def finished(i: int, ckpt) -> bool:
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
 
+    targets = output_targets(dataset)  # each input mask's header read once
     written, my_notes = {}, []
     skip = shard.share(len(dataset), models, finished)
     for r in clean_models(
         dataset, models, settings=settings, device=device, skip=skip, notes=my_notes
     ):
-        write_frame_outputs(out, r, dataset)
+        write_frame_outputs(out, r, targets[r.index], dataset.classes)
         row = {
             "id": r.id,
             "noise_score": round(r.noise_score, 6),
@@ -257,13 +263,13 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
         if f.id in done
     ]
     write_scores(out, rows)
-    finish_outputs(out, dataset, notes)
+    finish_outputs(out, dataset, targets, notes)
     worst_ids = [r["id"] for r in sorted(rows, key=lambda r: -r["noise_score"])[:n_worst]]
 
     def worst():
         for fid in worst_ids:
             s = dataset[index[fid]]
-            cleaned = read_mask(out / output_path(dataset, index[fid])[0], dataset.classes)
+            cleaned = read_mask(out / targets[index[fid]][0], dataset.classes)
             yield s.image, s.mask, cleaned, fid
 
     write_report(out, load_checkpoint(models[0][0]), rows, worst(), class_colours(dataset.classes))

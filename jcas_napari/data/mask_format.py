@@ -3,7 +3,7 @@
 :func:`format_of` reads, from a mask file's header, how it stores classes: class ids
 (8 or 16 bit, PNG or TIFF), a PNG palette image ("P" mode, whose indices are the class
 ids) or RGB colours mapped by the dataset's palette. :func:`encode_mask` writes (H,W) class
-ids back in that format, and :func:`output_path` names the output file in the dataset's
+ids back in that format, and :func:`output_targets` names the output files in the dataset's
 own layout. Where nothing can be kept (an alpha channel), :attr:`MaskFormat.change` says so.
 """
 
@@ -104,22 +104,30 @@ def encode_mask(mask: np.ndarray, fmt: MaskFormat, classes: ClassInfo) -> bytes:
     return buf.getvalue()
 
 
-def output_path(dataset, index: int) -> tuple[Path, MaskFormat]:
-    """Where the cleaned mask of frame ``index`` goes (relative to the output folder), in
-    the dataset's own layout, and its format (that of the frame's input mask).
+def output_targets(dataset) -> list[tuple[Path, MaskFormat]]:
+    """Where each frame's cleaned mask goes (relative to the output folder), in the
+    dataset's own layout, and its format (that of the frame's input mask), in frame order.
 
-    Folder layouts give ``masks/<id><suffix>``; the EndoVis layout gives
-    ``<seq>/labels/<name>``. A TIFF stack's frames go to ``masks/<id>.png`` with the
-    stack's bit depth, and :func:`stack_output` joins them into ``masks.tif`` at the end.
+    Each input mask's header is read once here (a TIFF stack's header once in all), so a
+    run looks the formats up instead of reading headers again per frame. Folder layouts
+    give ``masks/<id><suffix>``; the EndoVis layout gives ``<seq>/labels/<name>``. A TIFF
+    stack's frames go to ``masks/<id>.png`` with the stack's bit depth, and
+    :func:`stack_output` joins them into ``masks.tif`` at the end.
     """
-    ref = dataset.frames[index]
     if dataset.layout == "stack":
-        fmt = format_of(ref.mask)
-        return Path("masks") / f"{ref.id}.png", MaskFormat(".png", fmt.kind, fmt.dtype)
-    fmt = format_of(ref.mask)
-    if dataset.layout == "endovis":
-        return Path(ref.sequence) / "labels" / ref.mask.name, fmt
-    return Path("masks") / f"{ref.id}{ref.mask.suffix}", fmt
+        if not dataset.frames:
+            return []
+        fmt = format_of(dataset.frames[0].mask)
+        png = MaskFormat(".png", fmt.kind, fmt.dtype)
+        return [(Path("masks") / f"{ref.id}.png", png) for ref in dataset.frames]
+    targets = []
+    for ref in dataset.frames:
+        if dataset.layout == "endovis":
+            rel = Path(ref.sequence) / "labels" / ref.mask.name
+        else:
+            rel = Path("masks") / f"{ref.id}{ref.mask.suffix}"
+        targets.append((rel, format_of(ref.mask)))
+    return targets
 
 
 def stack_output(dataset) -> tuple[Path, MaskFormat] | None:
