@@ -124,7 +124,8 @@ def evaluate_cmd(
     PRED and GT are mask folders, TIFF stacks or EndoVis label sets (seq_N/labels/)."""
     import json
 
-    from jcas_napari.evaluate import evaluate_folders, load_class_map
+    from jcas_napari.data.endovis import load_class_map
+    from jcas_napari.evaluate import evaluate_folders
 
     try:
         info = load_class_map(classes) if classes else None

@@ -14,8 +14,8 @@ import numpy as np
 
 from jcas_napari.core.metrics import segmentation_scores
 from jcas_napari.data.decode import read_mask, read_stack_shape
-from jcas_napari.data.endovis import LABELS_JSON, load_labels_json
-from jcas_napari.data.readers import index_folder
+from jcas_napari.data.endovis import LABELS_JSON, load_class_map
+from jcas_napari.data.scan import index_folder
 from jcas_napari.data.schema import (
     ENDOVIS_LABELS,
     MASK_SUFFIXES,
@@ -61,13 +61,6 @@ def find_class_map(*paths: Path) -> Path | None:
                 if (folder / name).is_file():
                     return folder / name
     return None
-
-
-def load_class_map(path: Path) -> ClassInfo:
-    """A class map from ``classes.json`` (ours) or an EndoVis ``labels.json``."""
-    if not path.is_file():
-        raise DatasetError(path, "file not found")
-    return load_labels_json(path) if path.name == LABELS_JSON else ClassInfo.load(path)
 
 
 def _read(path: Path, page: int | None, classes: ClassInfo) -> np.ndarray:

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from jcas_napari.data.dataset import Dataset, FrameRef
+from jcas_napari.data.scan import index_folder
 from jcas_napari.data.schema import (
     ENDOVIS_FRAMES,
     ENDOVIS_LABELS,
@@ -81,13 +82,18 @@ def load_labels_json(path: Path) -> ClassInfo:
     return ClassInfo(names, palette=palette)
 
 
+def load_class_map(path: Path) -> ClassInfo:
+    """A class map from ``classes.json`` (ours) or an EndoVis ``labels.json``."""
+    if not path.is_file():
+        raise DatasetError(path, "file not found")
+    return load_labels_json(path) if path.name == LABELS_JSON else ClassInfo.load(path)
+
+
 def find_class_map(root: Path, seqs: list[Path]) -> tuple[ClassInfo, Path | None]:
     """The release's class map and the file it came from (``classes.json`` wins)."""
     for candidate in (root / "classes.json", root / LABELS_JSON, root.parent / LABELS_JSON):
         if candidate.is_file():
-            if candidate.name == "classes.json":
-                return ClassInfo.load(candidate), candidate
-            return load_labels_json(candidate), candidate
+            return load_class_map(candidate), candidate
     per_seq = [s / LABELS_JSON for s in seqs if (s / LABELS_JSON).is_file()]
     if not per_seq:
         return ClassInfo(), None
@@ -98,8 +104,8 @@ def find_class_map(root: Path, seqs: list[Path]) -> tuple[ClassInfo, Path | None
     return first, per_seq[0]
 
 
-def open_endovis(root: Path, index_folder) -> Dataset:
-    """Open an EndoVis release; ``index_folder`` is the readers' folder indexer."""
+def open_endovis(root: Path) -> Dataset:
+    """Open an EndoVis release (checks pairing; no pixels are decoded)."""
     seqs = sequence_folders(root)
     classes, source = find_class_map(root, seqs)
     frames: list[FrameRef] = []

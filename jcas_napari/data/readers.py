@@ -14,6 +14,7 @@ from pathlib import Path
 from jcas_napari.data.dataset import Dataset, FrameRef
 from jcas_napari.data.decode import read_header, read_stack_shape
 from jcas_napari.data.endovis import is_endovis, open_endovis
+from jcas_napari.data.scan import index_folder
 from jcas_napari.data.schema import (
     CLEAN_DIR,
     IMAGE_SUFFIXES,
@@ -25,47 +26,6 @@ from jcas_napari.data.schema import (
     ClassInfo,
     DatasetError,
 )
-
-
-def index_folder(
-    folder: Path, suffixes: tuple[str, ...], skipped: list[str] | None = None
-) -> dict[str, Path]:
-    """Relative path without suffix -> file, for every image file below ``folder``.
-
-    Symlinked folders are followed (sequences are often linked in from elsewhere), each
-    real folder once: a link back into a folder already scanned (a loop, or a second link
-    to the same sequence) is not entered, and is reported in ``skipped``, as are hidden
-    entries, so that nothing is left out silently.
-    """
-    out: dict[str, Path] = {}
-    found = []
-    claimed = {os.path.realpath(folder)}  # real folders scanned or about to be
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        keep = []
-        for d in sorted(dirnames):
-            full = os.path.join(dirpath, d)
-            real = os.path.realpath(full)
-            if d.startswith("."):
-                _note(skipped, full, "hidden folder")
-            elif real in claimed:
-                _note(skipped, full, f"links to {real}, which is read once")
-            else:
-                claimed.add(real)
-                keep.append(d)
-        dirnames[:] = keep
-        found += [Path(dirpath) / f for f in filenames]
-    for p in sorted(found):
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
-            key = p.relative_to(folder).with_suffix("").as_posix()
-            if key in out:
-                raise DatasetError(p, f"two files for frame {key!r}: also {out[key].name}")
-            out[key] = p
-    return out
-
-
-def _note(skipped: list[str] | None, path: str, why: str) -> None:
-    if skipped is not None:
-        skipped.append(f"{path}: skipped ({why})")
 
 
 def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Dataset:
@@ -86,7 +46,7 @@ def open_dataset(root: os.PathLike | str, *, check_headers: bool = True) -> Data
     elif (root / IMAGES_DIR).is_dir():
         ds = _open_folders(root, classes)
     elif is_endovis(root):
-        ds = open_endovis(root, index_folder)
+        ds = open_endovis(root)
         classes = ds.classes
     else:
         raise DatasetError(
