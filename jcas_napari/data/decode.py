@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,15 +73,30 @@ _DECODE_ERRORS = (
 )
 
 
-class _TiffWarnings(logging.Handler):
-    """Collects what tifffile logs (it warns about a damaged file instead of raising)."""
+class _TiffWarnings(logging.Filter):
+    """On tifffile's logger (which warns about a damaged file instead of raising): inside a
+    ``_reading`` block of the same thread it keeps the message and stops the record, which
+    would otherwise print a stray line; everywhere else it lets records through.
+
+    One filter, installed once: adding a handler and switching ``propagate`` off per read
+    was not thread-safe (a read in another thread could restore the wrong setting, or see
+    this thread's warning)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__()
+        self.local = threading.local()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+    def filter(self, record: logging.LogRecord) -> bool:
+        caught = getattr(self.local, "messages", None)
+        if caught is None:
+            return True
+        if record.levelno >= logging.WARNING:
+            caught.append(record.getMessage())
+        return False
+
+
+_TIFF_WARNINGS = _TiffWarnings()
+logging.getLogger("tifffile").addFilter(_TIFF_WARNINGS)
 
 
 @contextmanager
@@ -90,14 +106,12 @@ def _reading(path: Path, what: str = "file") -> Iterator[None]:
     tifffile's warnings (a truncated stack logs "invalid page offset" and then reads fewer
     pages) are caught too: they would print a stray line, and the short read would be
     reported as a misleading shape mismatch."""
-    logger = logging.getLogger("tifffile")
-    handler, propagate = _TiffWarnings(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    local = _TIFF_WARNINGS.local
+    outer, local.messages = getattr(local, "messages", None), []
     try:
         yield
-        if handler.messages:
-            problem = handler.messages[0].rpartition("> ")[2]
+        if local.messages:
+            problem = local.messages[0].rpartition("> ")[2]
             raise DatasetError(path, f"truncated or corrupt {what} ({problem})")
     except DatasetError:
         raise
@@ -108,8 +122,7 @@ def _reading(path: Path, what: str = "file") -> Iterator[None]:
             path, f"unreadable or corrupt {what} ({type(exc).__name__}: {exc})"
         ) from None
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+        local.messages = outer
 
 
 def _decode(path: Path, key: int | None) -> np.ndarray:
