@@ -104,19 +104,19 @@ def test_tifffile_warnings_are_caught_only_inside_our_reads(tmp_path, caplog):
 
     import pytest
 
-    from jcas_napari.data.decode import _reading
+    from jcas_napari.data.decode import reading
     from jcas_napari.data.schema import DatasetError
 
     log = logging.getLogger("tifffile")
     with caplog.at_level(logging.WARNING, logger="tifffile"):
         log.warning("outside any read")  # the user's logging still sees it
         # A warning from another thread is not this file's problem: no error here.
-        with _reading(tmp_path / "a.tif", "TIFF"):
+        with reading(tmp_path / "a.tif", "TIFF"):
             other = threading.Thread(target=log.warning, args=("another thread",))
             other.start()
             other.join()
     assert [r.getMessage() for r in caplog.records] == ["outside any read", "another thread"]
     want = f"{tmp_path / 'b.tif'}: truncated or corrupt TIFF (invalid page offset 99)"
-    with pytest.raises(DatasetError) as err, _reading(tmp_path / "b.tif", "TIFF"):
+    with pytest.raises(DatasetError) as err, reading(tmp_path / "b.tif", "TIFF"):
         log.warning("<tifffile.TiffPages @8> invalid page offset 99")
     assert str(err.value) == want

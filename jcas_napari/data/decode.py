@@ -75,7 +75,7 @@ _DECODE_ERRORS = (
 
 class _TiffWarnings(logging.Filter):
     """On tifffile's logger (which warns about a damaged file instead of raising): inside a
-    ``_reading`` block of the same thread it keeps the message and stops the record, which
+    ``reading`` block of the same thread it keeps the message and stops the record, which
     would otherwise print a stray line; everywhere else it lets records through.
 
     One filter, installed once: adding a handler and switching ``propagate`` off per read
@@ -100,7 +100,7 @@ logging.getLogger("tifffile").addFilter(_TIFF_WARNINGS)
 
 
 @contextmanager
-def _reading(path: Path, what: str = "file") -> Iterator[None]:
+def reading(path: Path, what: str = "file") -> Iterator[None]:
     """Turn any decoding failure inside the block into a one-line DatasetError on ``path``.
 
     tifffile's warnings (a truncated stack logs "invalid page offset" and then reads fewer
@@ -127,7 +127,7 @@ def _reading(path: Path, what: str = "file") -> Iterator[None]:
 
 def _decode(path: Path, key: int | None) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF (page ``key`` of a stack) into a numpy array."""
-    with _reading(path):
+    with reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             return tifffile.imread(path) if key is None else tifffile.imread(path, key=key)
         with Image.open(path) as im:
@@ -147,7 +147,7 @@ def read_image(
     notes = [] if notes is None else notes
     if path.suffix.lower() in TIFF_SUFFIXES:
         return to_uint8_image(_decode(path, key), path, notes)
-    with _reading(path):
+    with reading(path):
         with Image.open(path) as im:
             if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when upright
                 notes.append("EXIF orientation applied")
@@ -216,7 +216,7 @@ def read_mask(
 
 def read_header(path: Path) -> tuple[tuple[int, int], str]:
     """(H, W) and a pixel-mode string, read without decoding the pixels."""
-    with _reading(path):
+    with reading(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tf:
                 shape = tuple(tf.series[0].shape)
@@ -230,5 +230,5 @@ def read_header(path: Path) -> tuple[tuple[int, int], str]:
 
 
 def read_stack_shape(path: Path) -> tuple[int, ...]:
-    with _reading(path, "TIFF"), tifffile.TiffFile(path) as tf:
+    with reading(path, "TIFF"), tifffile.TiffFile(path) as tf:
         return tuple(tf.series[0].shape)

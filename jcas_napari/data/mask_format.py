@@ -17,7 +17,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo, DatasetError
+from jcas_napari.data.decode import reading
+from jcas_napari.data.schema import TIFF_SUFFIXES, ClassInfo
 
 PNG_ID_MODES = {"L": "uint8", "I;16": "uint16", "I;16B": "uint16", "I": "uint16", "1": "uint8"}
 
@@ -44,14 +45,11 @@ class MaskFormat:
 def format_of(path: Path) -> MaskFormat:
     """The format of the mask file at ``path`` (a single mask or a TIFF stack), from its
     header only."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in TIFF_SUFFIXES:
+    with reading(path, "mask"):  # the decoder's one-line errors for a bad file
+        if path.suffix.lower() in TIFF_SUFFIXES:
             return _tiff_format(path)
         with Image.open(path) as im:
             mode, palette = im.mode, im.getpalette() if im.mode == "P" else None
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise DatasetError(path, f"unreadable mask ({type(exc).__name__}: {exc})") from None
     if mode == "P":
         return MaskFormat(path.suffix, "indexed", "uint8", tuple(palette or ()))
     if mode in ("RGB", "RGBA"):
