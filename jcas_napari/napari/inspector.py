@@ -12,6 +12,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from jcas_napari.napari.docking import tab_with_siblings
+from jcas_napari.napari.runtime import notify
 from jcas_napari.napari.session import session_for
 
 MODIFIER = "Alt"  # not used by napari's layer keymaps (pitfall: they swallow plain keys)
@@ -150,10 +151,8 @@ class InspectorWidget(QWidget):
             self.inspect(*pending)
 
     def _failed(self, exc) -> None:
-        from napari.utils.notifications import show_error
-
         self.readout.setText(f"the affinity map failed: {exc}")
-        show_error(f"jcas-napari: affinity map failed: {exc}")
+        notify("error", f"affinity map failed: {exc}")
 
     def _show(self, info: dict) -> None:
         """The slot: put the map and the clicked pixel on the canvas, fill the readout."""

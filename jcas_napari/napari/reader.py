@@ -11,6 +11,7 @@ from jcas_napari.data.endovis import is_endovis
 from jcas_napari.data.io import STACK_FILES, DatasetError, open_dataset
 from jcas_napari.napari.layers import labels_kwargs
 from jcas_napari.napari.names import FRAMES, TRUTH_FILE_MASKS, USER_MASKS
+from jcas_napari.napari.runtime import notify
 
 
 def _dataset_root(path) -> Path | None:
@@ -65,13 +66,11 @@ def read_dataset(root: Path) -> list:
 
     A bad dataset gives a napari error notification naming the file, and no layers.
     """
-    from napari.utils.notifications import show_error
-
     try:
         ds = open_dataset(root)
         images, masks, clean = _stacks(ds)
     except DatasetError as exc:
-        show_error(f"jcas-napari: {exc}")
+        notify("error", str(exc))
         return [(None,)]
     meta = {"dataset_root": str(root), "frame_ids": ds.ids}
     layers = [

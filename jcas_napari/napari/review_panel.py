@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from jcas_napari.napari import review_view as view
+from jcas_napari.napari.runtime import notify
 
 BUTTONS = (  # label, action, tooltip
     ("Accept (A)", "accept", "Accept the proposed classes in the region under review"),
@@ -166,8 +167,6 @@ class ReviewPanel(QWidget):
     def _notify(self, text: str, error: bool = False) -> None:
         """One notification per problem: the same one again (a second signal, a repeated
         key) is not shown twice in a row."""
-        from napari.utils.notifications import show_error, show_warning
-
         if text != self._said:
             self._said = text
-            (show_error if error else show_warning)(f"jcas-napari: {text}")
+            notify("error" if error else "warning", text)

@@ -18,6 +18,7 @@ from jcas_napari.napari.review_panel import WHY_NOT_INSIDE, ReviewPanel
 from jcas_napari.napari.review_view import CURRENT, OUTLINE, PIXELS
 from jcas_napari.napari.review_view import canvas_px as _canvas_px  # noqa: F401 (tests)
 from jcas_napari.napari.review_view import centre_inside as _centre_inside
+from jcas_napari.napari.runtime import notify
 from jcas_napari.napari.session import session_for
 
 KEYS = {
@@ -123,11 +124,7 @@ class ReviewWidget(ReviewPanel):
         self._add_layers(original)
         self.keys.bind()
         if resumed:
-            from napari.utils.notifications import show_info
-
-            show_info(
-                f"jcas-napari: resumed {resumed} decisions from {self.output_dir() / STATE_FILE}"
-            )
+            notify("info", f"resumed {resumed} decisions from {self.output_dir() / STATE_FILE}")
         self._show()
 
     def _add_layers(self, original) -> None:
@@ -177,18 +174,16 @@ class ReviewWidget(ReviewPanel):
         A state file of other data or proposals is not replayed (its ``frame:label`` keys
         name other regions) and is kept aside, so the next autosave does not destroy it.
         """
-        from napari.utils.notifications import show_warning
-
         if not saved.exists():
             return 0
         try:
             return self.state.load(saved)
         except ReviewMismatch as exc:
             kept = _set_aside(saved)
-            show_warning(f"jcas-napari: decisions not resumed: {exc}; they are kept in {kept}")
+            notify("warning", f"decisions not resumed: {exc}; they are kept in {kept}")
         except (OSError, ValueError) as exc:  # unreadable or not JSON: start afresh
             kept = _set_aside(saved)
-            show_warning(f"jcas-napari: decisions not resumed ({exc}); kept in {kept}")
+            notify("warning", f"decisions not resumed ({exc}); kept in {kept}")
         return 0
 
     def do(self, action: str) -> None:
@@ -221,13 +216,11 @@ class ReviewWidget(ReviewPanel):
             self._tell_kept(undoing)
 
     def _tell_kept(self, undone: str | None) -> None:
-        from napari.utils.notifications import show_info
-
         n = self.state.kept_on_undo
         what = "decision" if undone == "decision" else "stroke"
         text = f"undid the {what}; kept {n} pixels painted after it"
         self.counter.setText(f"{self.counter.text()}\n{text}")
-        show_info(f"jcas-napari: {text}")
+        notify("info", text)
 
     def _autosave(self) -> None:
         out = self.checked_output()
@@ -304,8 +297,6 @@ class ReviewWidget(ReviewPanel):
 
     def save(self) -> list[str]:
         """Write the reviewed masks to OUT/masks (new files; the originals are untouched)."""
-        from napari.utils.notifications import show_info
-
         from jcas_napari.data.io import DatasetError
         from jcas_napari.napari.writer import write_labels
 
@@ -325,5 +316,5 @@ class ReviewWidget(ReviewPanel):
         except DatasetError as exc:
             self._notify(str(exc), error=True)
             return []
-        show_info(f"jcas-napari: saved {len(paths)} reviewed masks to {out / 'masks'}")
+        notify("info", f"saved {len(paths)} reviewed masks to {out / 'masks'}")
         return paths

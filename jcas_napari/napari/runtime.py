@@ -156,3 +156,10 @@ def start_worker(worker) -> None:
     if pool.maxThreadCount() < needed:
         pool.setMaxThreadCount(needed)
     worker.start()
+
+
+def notify(kind: str, text: str) -> None:
+    """One napari notification from the plugin (``kind``: info, warning or error)."""
+    from napari.utils import notifications
+
+    getattr(notifications, f"show_{kind}")(f"jcas-napari: {text}")

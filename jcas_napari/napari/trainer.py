@@ -149,7 +149,7 @@ class TrainerWidget(QWidget):
     def _report(self, exc: BaseException | str) -> None:
         """One notification per error, and the same line in the status."""
         line = exc if isinstance(exc, str) else work.error_line(exc)
-        work.notify("error", line)
+        runtime.notify("error", line)
         self.status.setText(f"error: {line}")
 
     def _new_worker(self, func, desc: str, total: int = 0):
@@ -219,7 +219,7 @@ class TrainerWidget(QWidget):
 
     def _on_event(self, ev) -> None:
         if ev.kind == "message":
-            work.notify("warning", ev.val["message"])
+            runtime.notify("warning", ev.val["message"])
             return
         self.session.progress.emit(ev)
         self.progress.setMaximum(ev.steps_total)
@@ -309,7 +309,7 @@ class TrainerWidget(QWidget):
         self.show_results(results, class_info_of(self._source.mask_layer))
         self.status.setText(f"cleaned {len(results)} frames with {self.session.checkpoint}")
         for note in self._notes:
-            work.notify("warning", note)
+            runtime.notify("warning", note)
             self.status.setText(note)
 
     def show_results(self, results, classes) -> None:
@@ -363,7 +363,7 @@ class TrainerWidget(QWidget):
 
     def _on_saved(self, dest) -> None:
         self.status.setText(f"model saved to {dest}")
-        work.notify("info", f"model saved to {dest}")
+        runtime.notify("info", f"model saved to {dest}")
 
     # ------------------------------------------------------------------ closing
 

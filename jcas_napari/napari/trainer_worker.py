@@ -18,13 +18,6 @@ from pathlib import Path
 from jcas_napari.napari.runtime import start_worker  # noqa: F401  (the trainer uses it as work.start_worker)
 
 
-def notify(kind: str, text: str) -> None:
-    """One napari notification (``kind``: info, warning or error)."""
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{kind}")(f"jcas-napari: {text}")
-
-
 def ask_save_path(parent, layers) -> str:
     """The file dialog of 'Save model…' (an empty string: the user cancelled)."""
     from qtpy.QtWidgets import QFileDialog
