@@ -228,7 +228,7 @@ def test_workers_leave_qt_a_pool_thread(tmp_path):
         from qtpy.QtCore import QThreadPool
         from qtpy.QtGui import QImage
         from qtpy.QtWidgets import QApplication
-        from jcas_napari.napari.trainer_worker import start_worker
+        from jcas_napari.napari.runtime import start_worker
         app = QApplication([])
         pool = QThreadPool.globalInstance()
         pool.setMaxThreadCount(1)

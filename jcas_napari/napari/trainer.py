@@ -195,7 +195,7 @@ class TrainerWidget(QWidget):
         self.worker.finished.connect(partial(self._on_finished, self._run_id))
         self._set_running(True)
         self.status.setText("training…")
-        work.start_worker(self.worker)
+        runtime.start_worker(self.worker)
 
     def cancel(self) -> None:
         """Stop at the next step; the previous model stays.
@@ -285,7 +285,7 @@ class TrainerWidget(QWidget):
         self.worker.errored.connect(self._report)
         self._set_running(True)
         self.status.setText("cleaning…")
-        work.start_worker(self.worker)
+        runtime.start_worker(self.worker)
 
     def _on_cleaned_frame(self, result) -> None:
         self._results.append(result)
@@ -359,7 +359,7 @@ class TrainerWidget(QWidget):
         self.save_worker.returned.connect(self._on_saved)
         self.save_worker.errored.connect(self._report)
         self.status.setText(f"saving the model to {dest}…")
-        work.start_worker(self.save_worker)
+        runtime.start_worker(self.save_worker)
 
     def _on_saved(self, dest) -> None:
         self.status.setText(f"model saved to {dest}")

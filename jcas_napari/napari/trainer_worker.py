@@ -15,8 +15,6 @@ import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
 
-from jcas_napari.napari.runtime import start_worker  # noqa: F401  (the trainer uses it as work.start_worker)
-
 
 def ask_save_path(parent, layers) -> str:
     """The file dialog of 'Save model…' (an empty string: the user cancelled)."""
