@@ -53,7 +53,7 @@ def mask_source(path: Path) -> tuple[Source, str]:
     return {k: (v, None) for k, v in index_folder(path, MASK_SUFFIXES).items()}, "folder"
 
 
-def find_class_map(*paths: Path) -> Path | None:
+def class_map_beside(*paths: Path) -> Path | None:
     """A ``classes.json`` or ``labels.json`` in or beside one of ``paths``, if any."""
     for path in paths:
         for folder in (path, path.parent) if path.is_dir() else (path.parent,):
@@ -87,7 +87,7 @@ def evaluate_folders(
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     source = None
     if classes is None:
-        source = find_class_map(gt_dir, pred_dir)
+        source = class_map_beside(gt_dir, pred_dir)
         classes = load_class_map(source) if source else ClassInfo()
     (preds, pkind), (gts, gkind) = mask_source(pred_dir), mask_source(gt_dir)
     if not gts:
