@@ -57,6 +57,7 @@ from jcas_napari.data.io import remove_stale_temp_files
 from jcas_napari.data.resize import resize_mask
 
 METHODS = ("jcas", "ce", "volmin")
+VOLMIN_WEIGHT = 0.5  # the baseline's volume term (JCAS's own ``loss.vol`` defaults to 0)
 
 
 def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) -> float:
@@ -233,7 +234,7 @@ class Trainer:
             )
         if self.method == "volmin" and stage == 2:
             return ce_step(
-                self.model, x, y, cfg, self.opt, self.t_c, self.t_opt, cfg.loss.vol, self.scaler
+                self.model, x, y, cfg, self.opt, self.t_c, self.t_opt, VOLMIN_WEIGHT, self.scaler
             )
         return ce_step(self.model, x, y, cfg, self.opt, scaler=self.scaler)
 
@@ -350,7 +351,7 @@ def train(
     ``train_indices`` restricts training and validation to those frames (cross-fitting).
     ``method`` picks the loss: ``jcas`` (default); the baselines ``ce`` (plain CE on both
     heads in every epoch) and ``volmin`` (CE warm-up, then forward correction with T_C and
-    the volume term; no affinity branch, no DAR).
+    the volume term at 0.5; no affinity branch, no DAR).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
