@@ -27,10 +27,11 @@ from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
 from jcas_napari.core.device import pick_device
 from jcas_napari.core.infer import predict, to_tensor
-from jcas_napari.core.propose import Region, RuleSettings, propose
+from jcas_napari.core.propose import NUM_BANDS, Region, RuleSettings, boundary_bands, propose
 from jcas_napari.core.transitions import (
     backward_correct,
     clean_prior_from_noisy,
+    confident_joint_by_band,
     confident_joint_estimate,
     noise_rate,
 )
@@ -103,20 +104,24 @@ class Cleaner:
         # The rule's T: the anchor estimate on held-out frames at the end of training, for
         # every method (the learned T_C of a short run stays near its start; RESULTS.md).
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
+        self.t_bands: np.ndarray | None = None  # [B,K,K] per distance band, from the data
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
         self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.noise_rate = self._rate(self.t_c)
         self.weak_reason = model_guard(ckpt)
         self.size = (self.cfg.input.height, self.cfg.input.width)
 
-    def use_transition(self, t: np.ndarray) -> None:
-        """Use T_C [K,K] estimated on the frames to clean.
+    def use_transition(self, t: np.ndarray, t_bands: np.ndarray | None = None) -> None:
+        """Use T_C [K,K] estimated on the frames to clean, and per distance band [B,K,K]
+        for the rule's posterior where given (``propose.boundary_bands``).
 
         The cap on changes becomes the smaller of the noise rates that this T and the
         checkpoint's held-out T imply: both count the model's own confident errors as
         label noise, so the smaller one is the safer bound (a model that saw clean masks
-        in training keeps a small cap on any data)."""
+        in training keeps a small cap on any data). The bands move where changes may go,
+        not how many."""
         self.t_c = np.asarray(t, np.float64)
+        self.t_bands = None if t_bands is None else np.asarray(t_bands, np.float64)
         self.noise_rate = min(self.noise_rate, self._rate(self.t_c))
 
     def _rate(self, t: np.ndarray) -> float:
@@ -163,7 +168,7 @@ class Cleaner:
         rule = propose(
             probs,
             given_k,
-            self.t_c,
+            self.t_c if self.t_bands is None else self.t_bands,
             max_changed=cap,
             settings=self.settings,
             q_neighbours=neighbours,
@@ -215,32 +220,44 @@ def _sequence_of(dataset: Sequence) -> dict[int, str]:
 
 def check_on_data(
     dataset: Sequence, cleaner: Cleaner, order: Sequence[int], frames: int = 16
-) -> tuple[str | None, np.ndarray | None]:
+) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
     """Look at up to ``frames`` of the frames to clean (evenly spaced) before cleaning.
 
-    Returns (why the model must not propose here, or None) and T_C [K,K] estimated on these
-    frames by the confident joint (None with too few pixels). For a model that never saw
-    these frames the guard is an honest test of transfer, and T says how noisy **these**
-    masks look, not the masks the model was trained on: clean masks give T near I.
+    Returns (why the model must not propose here, or None), T_C [K,K] estimated on these
+    frames by the confident joint, and the same per band of distance to the label border
+    [B,K,K] (``RuleSettings.boundary_bands``; else None); both None without pixels. For a
+    model that never saw these frames the guard is an honest test of transfer, and T says
+    how noisy **these** masks look, not the masks the model was trained on: clean masks
+    give T near I.
     """
     pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
-    qs, labels = [], []
+    qs, labels, bands = [], [], []
     for _, s, q in _with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
         lab = s.mask[::4, ::4].ravel()
         keep = lab != cleaner.ignore_index
         qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
         labels.append(lab[keep].astype(np.intp))
-    q, lab = np.concatenate(qs), np.concatenate(labels)
+        bands.append(boundary_bands(s.mask)[::4, ::4].ravel()[keep])
+    q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
-    reason, t_here = None, (confident_joint_estimate(q, lab) if len(lab) else None)
+    reason, t_here, t_bands = None, None, None
+    if len(lab):
+        t_here = confident_joint_estimate(q, lab)
+        if cleaner.settings.boundary_bands:
+            t_bands = confident_joint_by_band(q, lab, band, NUM_BANDS)
+            # Within two input pixels of a drawn border the model cannot place the border
+            # better than the annotator: there its disagreements are its own error as often
+            # as the label's (on clean masks band 0 alone looks 15-45% noisy), so band 0
+            # keeps the one T of the whole frame.
+            t_bands[0] = t_here
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         reason = (
             f"on these frames the model predicts the given labels no better than the "
             f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
             "it does not know this kind of image; fine-tune it on this data"
         )
-    return reason, t_here
+    return reason, t_here, t_bands
 
 
 def clean(
@@ -271,9 +288,9 @@ def clean(
     wanted = list(range(len(dataset)) if indices is None else indices)
     scope = sorted(set(wanted if scope is None else scope) | set(wanted))
     if check_data and scope and cleaner.weak_reason is None:
-        cleaner.weak_reason, t_here = check_on_data(dataset, cleaner, scope)
+        cleaner.weak_reason, t_here, t_bands = check_on_data(dataset, cleaner, scope)
         if t_here is not None:
-            cleaner.use_transition(t_here)
+            cleaner.use_transition(t_here, t_bands)
     seq_of = _sequence_of(dataset)
     in_scope, wanted_set = set(scope), set(wanted)
     needed = sorted({j for i in wanted for j in (i - 1, i, i + 1) if j in in_scope})

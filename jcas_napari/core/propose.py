@@ -10,6 +10,10 @@ The label itself is evidence: where T says labels of class l are rarely wrong
 (T[j, l] << T[l, l]), only a very sure model overturns it. On clean data T is close to
 the identity and nothing changes; under heavy noise the label counts for little.
 
+Where masks are drawn by hand, errors sit near the drawn borders. So T may be given per
+band of distance to the given mask's nearest class border (``boundary_bands``), T [B,K,K]:
+a pixel's label is weighed by how often labels at *that* distance are wrong.
+
 A pixel is a candidate when its most probable clean class j differs from the label and
 P(clean = j | given, x) >= ``min_posterior`` (the label is more likely wrong than right).
 With ``q_neighbours`` (the mean q of the neighbouring video frames) the posterior is the
@@ -49,6 +53,7 @@ class RuleSettings:
     min_area: int | None = None  # None: frame pixels / 4000, at least 9 (20 px at 256x320)
     merge_radius: int = 2
     temporal: bool = True
+    boundary_bands: bool = True  # estimate T per band of distance to the label border
 
 
 @dataclass
@@ -61,8 +66,30 @@ class Proposal:
     p_wrong: np.ndarray | None = None  # float32 P(given label is wrong | image)
 
 
+BAND_STEPS = (2, 4, 8, 16)
+NUM_BANDS = len(BAND_STEPS) + 1
+
+
+def band_edges(shape: tuple[int, int]) -> np.ndarray:
+    """Upper edges (px) of the distance bands: 2, 4, 8, 16 times the frame's scale against
+    128 px (4, 8, 16, 32 px at 256x320): geometric, so a band's width grows with its
+    distance, as the spread of drawn borders does."""
+    return np.array(BAND_STEPS, np.float32) * max(min(shape) / 128, 0.5)
+
+
+def boundary_bands(given: np.ndarray) -> np.ndarray:
+    """Band id [H,W] (int64, 0 = at a class border .. 4 = far inside) of each pixel of a
+    given mask [H,W], by its distance to the nearest pixel of another value."""
+    dist = np.zeros(given.shape, np.float32)
+    for c in np.unique(given):
+        sel = given == c
+        dist[sel] = ndi.distance_transform_edt(sel)[sel]
+    return np.searchsorted(band_edges(given.shape), dist, side="right")
+
+
 def label_posterior(q: np.ndarray, given: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """P(clean = j | given label, image) [K,H,W] from q [K,H,W], labels [H,W], T [K,K].
+    """P(clean = j | given label, image) [K,H,W] from q [K,H,W], labels [H,W] and T: one
+    [K,K], or [B,K,K] per band of ``boundary_bands(given)``.
 
     Ignored pixels (labels outside 0..K-1) get q itself.
     """
@@ -70,7 +97,10 @@ def label_posterior(q: np.ndarray, given: np.ndarray, t: np.ndarray) -> np.ndarr
     t = np.asarray(t, np.float32)
     ok = given < k
     lab = np.where(ok, given, 0).astype(np.intp)
-    lik = t[:, lab]  # [K,H,W]: T[j, given]
+    if t.ndim == 3:
+        lik = np.moveaxis(t[boundary_bands(given), :, lab], -1, 0)  # T_band[j, given]
+    else:
+        lik = t[:, lab]  # [K,H,W]: T[j, given]
     post = q * lik
     post /= np.maximum(post.sum(0, keepdims=True), 1e-12)
     return np.where(ok[None], post, q).astype(np.float32)
@@ -109,7 +139,7 @@ def propose(
     q_neighbours: np.ndarray | None = None,
 ) -> Proposal:
     """Apply the rule to one frame: q [K,H,W] clean-class probabilities, given [H,W] uint8
-    (values >= K are ignored pixels and never change), T [K,K]."""
+    (values >= K are ignored pixels and never change), T [K,K] or per band [B,K,K]."""
     s = settings or RuleSettings()
     k = q.shape[0]
     post = label_posterior(q, given, t)
