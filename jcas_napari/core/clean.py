@@ -27,11 +27,16 @@ from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
 from jcas_napari.core.device import pick_device
 from jcas_napari.core.infer import predict, to_tensor
-from jcas_napari.core.propose import NUM_BANDS, Region, RuleSettings, boundary_bands, propose
+from jcas_napari.core.propose import (
+    Region,
+    RuleSettings,
+    band_transitions,
+    boundary_bands,
+    propose,
+)
 from jcas_napari.core.transitions import (
     backward_correct,
     clean_prior_from_noisy,
-    confident_joint_by_band,
     confident_joint_estimate,
     noise_rate,
 )
@@ -124,6 +129,10 @@ class Cleaner:
         self.t_bands = None if t_bands is None else np.asarray(t_bands, np.float64)
         self.noise_rate = min(self.noise_rate, self._rate(self.t_c))
 
+    def scale(self, frame: np.ndarray) -> float:
+        """Frame pixels per model input pixel (the geometric mean of the two axes)."""
+        return float(np.sqrt(frame.shape[0] * frame.shape[1] / (self.size[0] * self.size[1])))
+
     def _rate(self, t: np.ndarray) -> float:
         """The share of wrong labels that T [K,K] and the checkpoint's noisy prior imply."""
         return noise_rate(t, clean_prior_from_noisy(self.noisy_prior, t))
@@ -165,6 +174,7 @@ class Cleaner:
         n_valid = max(int(valid.sum()), 1)
         given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
         cap = int(np.ceil(self.noise_rate * n_valid))
+        bands = None if self.t_bands is None else boundary_bands(given_k, self.scale(given))
         rule = propose(
             probs,
             given_k,
@@ -172,6 +182,7 @@ class Cleaner:
             max_changed=cap,
             settings=self.settings,
             q_neighbours=neighbours,
+            bands=bands,
         )
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
@@ -237,7 +248,7 @@ def check_on_data(
         keep = lab != cleaner.ignore_index
         qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
         labels.append(lab[keep].astype(np.intp))
-        bands.append(boundary_bands(s.mask)[::4, ::4].ravel()[keep])
+        bands.append(boundary_bands(s.mask, cleaner.scale(s.mask))[::4, ::4].ravel()[keep])
     q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
@@ -245,12 +256,7 @@ def check_on_data(
     if len(lab):
         t_here = confident_joint_estimate(q, lab)
         if cleaner.settings.boundary_bands:
-            t_bands = confident_joint_by_band(q, lab, band, NUM_BANDS)
-            # Within two input pixels of a drawn border the model cannot place the border
-            # better than the annotator: there its disagreements are its own error as often
-            # as the label's (on clean masks band 0 alone looks 15-45% noisy), so band 0
-            # keeps the one T of the whole frame.
-            t_bands[0] = t_here
+            t_bands = band_transitions(q, lab, band)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         reason = (
             f"on these frames the model predicts the given labels no better than the "

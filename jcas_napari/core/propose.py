@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from jcas_napari.core.transitions import confident_joint_by_band, confident_joint_estimate
+
 
 @dataclass
 class Region:
@@ -66,30 +68,42 @@ class Proposal:
     p_wrong: np.ndarray | None = None  # float32 P(given label is wrong | image)
 
 
-BAND_STEPS = (2, 4, 8, 16)
+BAND_STEPS = (2, 4, 8, 16)  # band edges in the model's input pixels
 NUM_BANDS = len(BAND_STEPS) + 1
 
 
-def band_edges(shape: tuple[int, int]) -> np.ndarray:
-    """Upper edges (px) of the distance bands: 2, 4, 8, 16 times the frame's scale against
-    128 px (4, 8, 16, 32 px at 256x320): geometric, so a band's width grows with its
-    distance, as the spread of drawn borders does."""
-    return np.array(BAND_STEPS, np.float32) * max(min(shape) / 128, 0.5)
-
-
-def boundary_bands(given: np.ndarray) -> np.ndarray:
+def boundary_bands(given: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Band id [H,W] (int64, 0 = at a class border .. 4 = far inside) of each pixel of a
-    given mask [H,W], by its distance to the nearest pixel of another value."""
+    given mask [H,W], by its distance to the nearest pixel of another value. The edges are
+    2, 4, 8 and 16 input pixels of the model, ``scale`` frame pixels each (4, 8, 16, 32 px
+    for the ``small`` model on 256x320 frames): geometric, as a band's width should grow
+    with its distance from the drawn border."""
     dist = np.zeros(given.shape, np.float32)
     for c in np.unique(given):
         sel = given == c
         dist[sel] = ndi.distance_transform_edt(sel)[sel]
-    return np.searchsorted(band_edges(given.shape), dist, side="right")
+    return np.searchsorted(np.array(BAND_STEPS, np.float32) * scale, dist, side="right")
 
 
-def label_posterior(q: np.ndarray, given: np.ndarray, t: np.ndarray) -> np.ndarray:
+def band_transitions(q: np.ndarray, labels: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """T [B,K,K] per distance band from clean-class probabilities q [N,K], given labels [N]
+    and band ids [N] (``boundary_bands``): the confident joint of each band's pixels.
+
+    Band 0, within two input pixels of a drawn border, keeps the confident joint of all
+    pixels: there the model cannot place a border better than the annotator, and its
+    disagreements are its own error as often as the label's (on clean masks band 0 alone
+    looks 15-45% noisy to the shipped model, measured on development data).
+    """
+    t = confident_joint_by_band(q, labels, bands, NUM_BANDS)
+    t[0] = confident_joint_estimate(q, labels)
+    return t
+
+
+def label_posterior(
+    q: np.ndarray, given: np.ndarray, t: np.ndarray, bands: np.ndarray | None = None
+) -> np.ndarray:
     """P(clean = j | given label, image) [K,H,W] from q [K,H,W], labels [H,W] and T: one
-    [K,K], or [B,K,K] per band of ``boundary_bands(given)``.
+    [K,K], or [B,K,K] with each pixel's band id in ``bands`` [H,W].
 
     Ignored pixels (labels outside 0..K-1) get q itself.
     """
@@ -98,7 +112,7 @@ def label_posterior(q: np.ndarray, given: np.ndarray, t: np.ndarray) -> np.ndarr
     ok = given < k
     lab = np.where(ok, given, 0).astype(np.intp)
     if t.ndim == 3:
-        lik = np.moveaxis(t[boundary_bands(given), :, lab], -1, 0)  # T_band[j, given]
+        lik = np.moveaxis(t[bands, :, lab], -1, 0)  # T_band[j, given], [K,H,W]
     else:
         lik = t[:, lab]  # [K,H,W]: T[j, given]
     post = q * lik
@@ -137,14 +151,16 @@ def propose(
     max_changed: int | None = None,
     settings: RuleSettings | None = None,
     q_neighbours: np.ndarray | None = None,
+    bands: np.ndarray | None = None,
 ) -> Proposal:
     """Apply the rule to one frame: q [K,H,W] clean-class probabilities, given [H,W] uint8
-    (values >= K are ignored pixels and never change), T [K,K] or per band [B,K,K]."""
+    (values >= K are ignored pixels and never change), T [K,K], or per band [B,K,K] with
+    the band ids [H,W] of ``boundary_bands(given)`` in ``bands``."""
     s = settings or RuleSettings()
     k = q.shape[0]
-    post = label_posterior(q, given, t)
+    post = label_posterior(q, given, t, bands)
     if q_neighbours is not None and s.temporal:
-        post = np.minimum(post, label_posterior(q_neighbours, given, t))
+        post = np.minimum(post, label_posterior(q_neighbours, given, t, bands))
     valid = given < k
     target = post.argmax(0)
     p_target = np.take_along_axis(post, target[None], 0)[0]
