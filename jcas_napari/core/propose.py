@@ -72,6 +72,13 @@ BAND_STEPS = (2, 4, 8, 16)  # band edges in the model's input pixels
 NUM_BANDS = len(BAND_STEPS) + 1
 
 
+def band_names() -> list[str]:
+    """What each distance band covers, in the model's input pixels (for display)."""
+    edges = (0, *BAND_STEPS)
+    names = [f"{lo}-{hi} input px from a drawn border" for lo, hi in zip(edges, edges[1:])]
+    return names + [f"{BAND_STEPS[-1]}+ input px from a drawn border"]
+
+
 def boundary_bands(given: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Band id [H,W] (int64, 0 = at a class border .. 4 = far inside) of each pixel of a
     given mask [H,W], by its distance to the nearest pixel of another value. The edges are

@@ -133,11 +133,13 @@ class MatricesWidget(QWidget):
         else:
             self.note.setText(f"model ready ({path}): its T_C and T_A show once it cleans")
 
-    def show_checkpoint(self, mats: dict, name: str, used=None) -> None:
+    def show_checkpoint(self, mats: dict, name: str, used=None, by_band=None) -> None:
         """Show a checkpoint's T_C (held-out anchor and learned), and the one cleaning
-        used when given, first: the panels then show the model actually in use."""
+        used when given, first: the panels then show the model actually in use.
+        ``by_band`` maps a band's description to the T_C cleaning used there."""
         k = len(mats.get("t_c", np.eye(len(self.t_c))))
-        options = {USED: used, ANCHOR: mats.get("t_c_anchor"), LEARNED: mats.get("t_c")}
+        options = {USED: used, **(by_band or {})}
+        options.update({ANCHOR: mats.get("t_c_anchor"), LEARNED: mats.get("t_c")})
         if all(v is None for v in options.values()):
             options = {LEARNED: np.eye(k)}
         self.set_options(options, mats.get("t_a", np.eye(2)), name)
@@ -150,7 +152,13 @@ class MatricesWidget(QWidget):
         ckpt = cleaner.checkpoint
         mats = matrices_of(ckpt)
         name = str(cleaner.source or "the model in use")
-        self.show_checkpoint(mats, name, used=np.asarray(cleaner.t_c, float))
+        by_band = None
+        if getattr(cleaner, "t_bands", None) is not None:
+            from jcas_napari.core.propose import band_names  # loaded with the cleaner
+
+            # Band 0 uses the frame's one T (USED); the others have their own.
+            by_band = {f"used {n}": t for n, t in zip(band_names()[1:], cleaner.t_bands[1:])}
+        self.show_checkpoint(mats, name, used=np.asarray(cleaner.t_c, float), by_band=by_band)
 
     def draw(self) -> None:
         self.fig.clear()
