@@ -125,11 +125,14 @@ def write_report(
     scores: Sequence[dict],
     worst: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
     colours: np.ndarray | None = None,
+    used: dict | None = None,
 ) -> Path:
-    """OUT/report.md with T_C / T_A heatmaps, loss curves and the worst frames.
+    """OUT/report.md with T_C / T_A heatmaps, what the cleaning rule used, loss curves and
+    the worst frames.
 
     ``worst`` yields (image, given mask, proposed mask, frame id) for the frames to show;
-    ``colours`` (K,3) are the class colours (the dataset's own palette, if it has one).
+    ``colours`` (K,3) are the class colours (the dataset's own palette, if it has one);
+    ``used`` is what ``clean_models`` reports per model (``rule_transitions``).
     """
     import matplotlib
 
@@ -159,6 +162,7 @@ def write_report(
         "![T_C and T_A](report/transitions.png)",
         "",
     ]
+    lines += rule_lines(used or {}, names)
     if history:
         lines += ["## Training", "", "![losses](report/losses.png)", ""]
     lines += ["## Worst frames", "", "image | given mask | proposed mask", ""]
@@ -179,6 +183,27 @@ def write_report(
     lines += ["## Colours", "", f"{legend} (the first class is not drawn over the image)", ""]
     text = "\n".join(lines).encode(errors="surrogateescape")
     return atomic_write_bytes(out / "report.md", text)
+
+
+def rule_lines(used: dict, names: list[str]) -> list[str]:
+    """Markdown: per model, the share of labels its T_C (estimated on these frames) takes
+    as right, T[i, i] per class, overall and per band of distance to the drawn borders."""
+    if not used:
+        return []
+    from jcas_napari.core.propose import band_names
+
+    lines = ["## What the cleaning rule used", ""]
+    lines += ["P(label right | clean class) = T_C[i, i], estimated on the frames cleaned.", ""]
+    for model, u in used.items():
+        rows = [("all pixels (and within 2 input px of a border)", u["t_c"])]
+        rows += list(zip(band_names()[1:], (u["t_bands"] or [])[1:]))
+        lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
+        lines += ["| pixels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for label, t in rows:
+            diag = " | ".join(f"{v:.2f}" for v in np.diag(np.asarray(t)))
+            lines.append(f"| {label} | {diag} |")
+        lines.append("")
+    return lines
 
 
 def clean_to_folder(
@@ -230,10 +255,10 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
 
     targets = output_targets(dataset)  # each input mask's header read once
-    written, my_notes = {}, []
+    written, my_notes, used = {}, [], {}
     skip = shard.share(len(dataset), models, finished)
     for r in clean_models(
-        dataset, models, settings=settings, device=device, skip=skip, notes=my_notes
+        dataset, models, settings=settings, device=device, skip=skip, notes=my_notes, used=used
     ):
         write_frame_outputs(out, r, targets[r.index], dataset.classes)
         row = {
@@ -272,8 +297,20 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
             cleaned = read_mask(out / targets[index[fid]][0], dataset.classes)
             yield s.image, s.mask, cleaned, fid
 
-    write_report(out, load_checkpoint(models[0][0]), rows, worst(), class_colours(dataset.classes))
+    used = rule_transitions(out, used)
+    ckpt = load_checkpoint(models[0][0])
+    write_report(out, ckpt, rows, worst(), class_colours(dataset.classes), used)
     return rows
+
+
+def rule_transitions(out: Path, used: dict) -> dict:
+    """The T_C each model's rule used, kept in OUT/report/rule_t.json: a resumed run whose
+    frames were all done cleans nothing, so it reads them back instead."""
+    path = out / "report" / "rule_t.json"
+    if used:
+        atomic_write_bytes(path, json.dumps(used).encode())
+        return used
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _model_key(ckpt: os.PathLike | str) -> str:

@@ -79,6 +79,16 @@ def test_cli_clean_writes_outputs_and_never_the_dataset(trained, tmp_path):
     assert "report/transitions.png" in report and (out / "report" / "transitions.png").exists()
     assert report.count("noise score") == 1 + 4  # the intro line and the 4 worst frames
     assert len(list((out / "report").glob("seq_*.png"))) == 4
+    # What the rule used: the frame's T_C and each distance band's, per model.
+    used = json.loads((out / "report" / "rule_t.json").read_text())
+    ((model, u),) = used.items()
+    assert model == best.name and np.asarray(u["t_bands"]).shape == (5, 4, 4)
+    section = report.split("## What the cleaning rule used")[1].split("##")[0]
+    assert section.count("input px from a drawn border |") == 4 and "change cap" in section
+    # A rerun finds every frame done, cleans nothing, and still reports what was used.
+    res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.md").read_text() == report
 
 
 def test_cli_refuses_output_inside_dataset(trained):

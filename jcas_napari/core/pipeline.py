@@ -15,6 +15,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from jcas_napari.core.batches import sequence_map
 from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
 from jcas_napari.core.config import Config
@@ -99,12 +101,15 @@ def clean_models(
     device: str = "auto",
     skip: Callable[[int, Path], bool] | None = None,
     notes: list[str] | None = None,
+    used: dict | None = None,
 ) -> Generator[CleaningResult, None, None]:
     """Each model cleans its frames (None: all); yields results model by model.
 
     ``skip(index, checkpoint)`` leaves out frames already done (a resumed run); the
     guard and the neighbours still see all of the model's frames, so results do not depend
-    on where a run was interrupted. Weak-model reasons are appended to ``notes``.
+    on where a run was interrupted. Weak-model reasons are appended to ``notes``; ``used``
+    receives, per checkpoint name, the T_C the rule used ([K,K], and per distance band
+    [B,K,K] or None) and the change cap, once that model has cleaned.
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
     for ckpt, indices in models:
@@ -116,6 +121,13 @@ def clean_models(
             ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device, settings)
         )
         yield from clean(dataset, cleaner, indices=todo, scope=scope)
+        if used is not None:
+            bands = cleaner.t_bands
+            used[Path(cleaner.source).name if cleaner.source else f"model {len(used) + 1}"] = {
+                "t_c": np.asarray(cleaner.t_c).tolist(),
+                "t_bands": None if bands is None else np.asarray(bands).tolist(),
+                "noise_rate": float(cleaner.noise_rate),
+            }
         if cleaner.weak_reason and notes is not None:
             name = Path(cleaner.source).name if cleaner.source else "the model"
             notes.append(f"{name}: no changes proposed: {cleaner.weak_reason}")
