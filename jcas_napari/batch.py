@@ -134,20 +134,9 @@ def write_report(
     ``colours`` (K,3) are the class colours (the dataset's own palette, if it has one);
     ``used`` is what ``clean_models`` reports per model (``rule_transitions``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(checkpoint["class_names"])
     k = len(names)
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [k, 2]})
-    draw_heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
-    draw_heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
-    fig.tight_layout()
-    _save(fig, out / "report" / "transitions.png")
-    plt.close(fig)
-
+    _transitions_figure(out, checkpoint, names)
     history = list(checkpoint.get("history", []))
     if history:
         _loss_plot(out, history)
@@ -183,6 +172,22 @@ def write_report(
     lines += ["## Colours", "", f"{legend} (the first class is not drawn over the image)", ""]
     text = "\n".join(lines).encode(errors="surrogateescape")
     return atomic_write_bytes(out / "report.md", text)
+
+
+def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
+    """OUT/report/transitions.png: the checkpoint's T_C [K,K] and T_A [2,2] heatmaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = [len(names), 2]
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": ratios})
+    draw_heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
+    draw_heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
+    fig.tight_layout()
+    _save(fig, out / "report" / "transitions.png")
+    plt.close(fig)
 
 
 def rule_lines(used: dict, names: list[str]) -> list[str]:
