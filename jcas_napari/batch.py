@@ -23,6 +23,7 @@ from jcas_napari import shard
 from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.pipeline import clean_models
+from jcas_napari.core.propose import band_names
 from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
     ClassInfo,
@@ -195,8 +196,6 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
     as right, T[i, i] per class, overall and per band of distance to the drawn borders."""
     if not used:
         return []
-    from jcas_napari.core.propose import band_names
-
     lines = ["## What the cleaning rule used", ""]
     lines += ["P(label right | clean class) = T_C[i, i], estimated on the frames cleaned.", ""]
     for model, u in used.items():

@@ -66,7 +66,7 @@ def run_rule(q, given, per_band: bool):
     if not per_band:
         return propose(q, given, t_one, max_changed=cap).proposed
     bands = boundary_bands(given)
-    t = band_transitions(flat_q, flat_l, bands.ravel())
+    t = band_transitions(flat_q, flat_l, bands.ravel(), t_one)
     return propose(q, given, t, max_changed=cap, bands=bands).proposed
 
 

@@ -256,7 +256,7 @@ def check_on_data(
     if len(lab):
         t_here = confident_joint_estimate(q, lab)
         if cleaner.settings.boundary_bands:
-            t_bands = band_transitions(q, lab, band)
+            t_bands = band_transitions(q, lab, band, t_here)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         reason = (
             f"on these frames the model predicts the given labels no better than the "

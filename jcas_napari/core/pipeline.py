@@ -15,8 +15,6 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from jcas_napari.core.batches import sequence_map
 from jcas_napari.core.clean import Cleaner, CleaningResult, RuleSettings, clean
 from jcas_napari.core.config import Config
@@ -121,13 +119,13 @@ def clean_models(
             ckpt if isinstance(ckpt, Cleaner) else Cleaner(ckpt, num_classes, device, settings)
         )
         yield from clean(dataset, cleaner, indices=todo, scope=scope)
+        name = Path(cleaner.source).name if cleaner.source else None
         if used is not None:
             bands = cleaner.t_bands
-            used[Path(cleaner.source).name if cleaner.source else f"model {len(used) + 1}"] = {
-                "t_c": np.asarray(cleaner.t_c).tolist(),
-                "t_bands": None if bands is None else np.asarray(bands).tolist(),
+            used[name or f"model {len(used) + 1}"] = {
+                "t_c": cleaner.t_c.tolist(),
+                "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
             }
         if cleaner.weak_reason and notes is not None:
-            name = Path(cleaner.source).name if cleaner.source else "the model"
-            notes.append(f"{name}: no changes proposed: {cleaner.weak_reason}")
+            notes.append(f"{name or 'the model'}: no changes proposed: {cleaner.weak_reason}")

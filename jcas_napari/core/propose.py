@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from jcas_napari.core.transitions import confident_joint_by_band, confident_joint_estimate
+from jcas_napari.core.transitions import confident_joint_estimate
 
 
 @dataclass
@@ -92,18 +92,22 @@ def boundary_bands(given: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.searchsorted(np.array(BAND_STEPS, np.float32) * scale, dist, side="right")
 
 
-def band_transitions(q: np.ndarray, labels: np.ndarray, bands: np.ndarray) -> np.ndarray:
+def band_transitions(
+    q: np.ndarray, labels: np.ndarray, bands: np.ndarray, overall: np.ndarray
+) -> np.ndarray:
     """T [B,K,K] per distance band from clean-class probabilities q [N,K], given labels [N]
-    and band ids [N] (``boundary_bands``): the confident joint of each band's pixels.
+    and band ids [N] (``boundary_bands``): the confident joint of each band's pixels as a
+    data set of its own (a class with too few pixels in a band keeps the identity row
+    there: without evidence, its labels are taken as right).
 
-    Band 0, within two input pixels of a drawn border, keeps the confident joint of all
-    pixels: there the model cannot place a border better than the annotator, and its
-    disagreements are its own error as often as the label's (on clean masks band 0 alone
-    looks 15-45% noisy to the shipped model, measured on development data).
+    Band 0, within two input pixels of a drawn border, keeps ``overall`` [K,K], the
+    confident joint of all pixels: there the model cannot place a border better than the
+    annotator, and its disagreements are its own error as often as the label's (on clean
+    masks band 0 alone looks 15-45% noisy to the shipped model, measured on development
+    data).
     """
-    t = confident_joint_by_band(q, labels, bands, NUM_BANDS)
-    t[0] = confident_joint_estimate(q, labels)
-    return t
+    own = [confident_joint_estimate(q[bands == b], labels[bands == b]) for b in range(1, NUM_BANDS)]
+    return np.stack([overall, *own])
 
 
 def label_posterior(

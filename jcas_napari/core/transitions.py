@@ -177,14 +177,3 @@ def confident_joint_estimate(q: np.ndarray, labels: np.ndarray, min_pixels: int 
         if sel.sum() >= min_pixels:
             t[j] = np.bincount(labels[sel], minlength=k)[:k] / sel.sum()
     return t
-
-
-def confident_joint_by_band(
-    q: np.ndarray, labels: np.ndarray, bands: np.ndarray, num_bands: int
-) -> np.ndarray:
-    """T [B,K,K]: ``confident_joint_estimate`` on the pixels of each band (``bands`` [N],
-    ids 0..B-1) as a data set of its own. A band with too few pixels of a class keeps the
-    identity row there: without evidence, its labels are taken as right."""
-    return np.stack(
-        [confident_joint_estimate(q[bands == b], labels[bands == b]) for b in range(num_bands)]
-    )
