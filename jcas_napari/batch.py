@@ -309,12 +309,16 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
 
 def rule_transitions(out: Path, used: dict) -> dict:
     """The T_C each model's rule used, kept in OUT/report/rule_t.json: a resumed run whose
-    frames were all done cleans nothing, so it reads them back instead."""
+    frames were all done cleans nothing, so it reads them back instead (none if the file
+    is missing or damaged)."""
     path = out / "report" / "rule_t.json"
     if used:
         atomic_write_bytes(path, json.dumps(used).encode())
         return used
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent or damaged: the report leaves the section out
+        return {}
 
 
 def _model_key(ckpt: os.PathLike | str) -> str:

@@ -89,6 +89,10 @@ def test_cli_clean_writes_outputs_and_never_the_dataset(trained, tmp_path):
     res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "report.md").read_text() == report
+    (out / "report" / "rule_t.json").write_text("{not json")  # damaged: reported without it
+    res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best), "--out", str(out)])
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "What the cleaning rule used" not in (out / "report.md").read_text()
 
 
 def test_cli_refuses_output_inside_dataset(trained):
