@@ -60,6 +60,7 @@ ABLATIONS = {
     "no-min-area": RuleSettings(min_area=1, merge_radius=0),
     "posterior-0.8": RuleSettings(min_posterior=0.8),
     "one-T": RuleSettings(boundary_bands=False),
+    "no-part-check": RuleSettings(part_check=False),
 }
 
 

@@ -193,7 +193,8 @@ def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
 
 def rule_lines(used: dict, names: list[str]) -> list[str]:
     """Markdown: per model, the share of labels its T_C (estimated on these frames) takes
-    as right, T[i, i] per class, overall and per band of distance to the drawn borders."""
+    as right, T[i, i] per class, overall and per band of distance to the drawn borders,
+    and the part -> part changes it was not allowed to make."""
     if not used:
         return []
     lines = ["## What the cleaning rule used", ""]
@@ -202,6 +203,8 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
         rows = [("all pixels (and within 2 input px of a border)", u["t_c"])]
         rows += list(zip(band_names()[1:], (u["t_bands"] or [])[1:]))
         lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
+        for drawn, other in u.get("blocked") or []:
+            lines += [f"No {drawn} → {other} changes: the model calls most {drawn} {other}.", ""]
         lines += ["| pixels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for label, t in rows:
             diag = " | ".join(f"{v:.2f}" for v in np.diag(np.asarray(t)))

@@ -32,6 +32,8 @@ from jcas_napari.core.propose import (
     RuleSettings,
     band_transitions,
     boundary_bands,
+    disputed_parts,
+    part_votes,
     propose,
 )
 from jcas_napari.core.transitions import (
@@ -43,7 +45,15 @@ from jcas_napari.core.transitions import (
 from jcas_napari.core.validate import guard_scores, noisy_posterior_flat, sharpen
 from jcas_napari.data.resize import resize_image
 
-__all__ = ["Cleaner", "CleaningResult", "Region", "RuleSettings", "clean", "model_guard"]
+__all__ = [
+    "Cleaner",
+    "CleaningResult",
+    "DataCheck",
+    "Region",
+    "RuleSettings",
+    "clean",
+    "model_guard",
+]
 
 
 @dataclass
@@ -110,6 +120,7 @@ class Cleaner:
         # every method (the learned T_C of a short run stays near its start; RESULTS.md).
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
         self.t_bands: np.ndarray | None = None  # [B,K,K] per distance band, from the data
+        self.blocked: np.ndarray | None = None  # [K,K] bool, from the data
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
         self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.noise_rate = self._rate(self.t_c)
@@ -128,6 +139,18 @@ class Cleaner:
         self.t_c = np.asarray(t, np.float64)
         self.t_bands = None if t_bands is None else np.asarray(t_bands, np.float64)
         self.noise_rate = min(self.noise_rate, self._rate(self.t_c))
+
+    def use_check(self, check: DataCheck) -> None:
+        """Adopt what ``check_on_data`` found on the frames to clean."""
+        self.weak_reason = check.reason
+        if check.t_c is not None:
+            self.use_transition(check.t_c, check.t_bands)
+        self.blocked = check.blocked
+
+    def blocked_pairs(self) -> list[tuple[str, str]]:
+        """(drawn part, proposed part) names of the changes the rule does not make."""
+        pairs = [] if self.blocked is None else zip(*np.nonzero(self.blocked))
+        return [(self.class_names[a], self.class_names[b]) for a, b in pairs]
 
     def scale(self, frame: np.ndarray) -> float:
         """Frame pixels per model input pixel (the geometric mean of the two axes)."""
@@ -183,6 +206,7 @@ class Cleaner:
             settings=self.settings,
             q_neighbours=neighbours,
             bands=bands,
+            blocked=self.blocked,
         )
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
@@ -229,41 +253,55 @@ def _sequence_of(dataset: Sequence) -> dict[int, str]:
     return {i: name for name, idx in sequence_map(dataset).items() for i in idx}
 
 
+@dataclass
+class DataCheck:
+    """What ``check_on_data`` found on the frames to clean; all None without pixels."""
+
+    reason: str | None = None  # why the model must not propose here
+    t_c: np.ndarray | None = None  # [K,K] confident joint of these frames
+    t_bands: np.ndarray | None = None  # [B,K,K] the same per distance band
+    blocked: np.ndarray | None = None  # [K,K] bool, part -> part changes not supported
+
+
 def check_on_data(
     dataset: Sequence, cleaner: Cleaner, order: Sequence[int], frames: int = 16
-) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+) -> DataCheck:
     """Look at up to ``frames`` of the frames to clean (evenly spaced) before cleaning.
 
-    Returns (why the model must not propose here, or None), T_C [K,K] estimated on these
-    frames by the confident joint, and the same per band of distance to the label border
-    [B,K,K] (``RuleSettings.boundary_bands``; else None); both None without pixels. For a
-    model that never saw these frames the guard is an honest test of transfer, and T says
-    how noisy **these** masks look, not the masks the model was trained on: clean masks
-    give T near I.
+    Finds whether the model must not propose here at all (the guard), T_C estimated on
+    these frames by the confident joint, the same per band of distance to the label border
+    (``RuleSettings.boundary_bands``), and the part -> part changes the model's verdicts
+    on the drawn parts cannot support (``propose.disputed_parts``). For a model that never
+    saw these frames the guard is an honest test of transfer, and T says how noisy
+    **these** masks look, not the masks the model was trained on: clean masks give T near I.
     """
     pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
-    qs, labels, bands = [], [], []
+    qs, labels, bands, votes = [], [], [], []
     for _, s, q in _with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
         lab = s.mask[::4, ::4].ravel()
         keep = lab != cleaner.ignore_index
         qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
         labels.append(lab[keep].astype(np.intp))
-        bands.append(boundary_bands(s.mask, cleaner.scale(s.mask))[::4, ::4].ravel()[keep])
+        band = boundary_bands(s.mask, cleaner.scale(s.mask))
+        bands.append(band[::4, ::4].ravel()[keep])
+        votes += part_votes(q, s.mask, band)
     q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
-    reason, t_here, t_bands = None, None, None
+    found = DataCheck()
     if len(lab):
-        t_here = confident_joint_estimate(q, lab)
+        found.t_c = confident_joint_estimate(q, lab)
         if cleaner.settings.boundary_bands:
-            t_bands = band_transitions(q, lab, band, t_here)
+            found.t_bands = band_transitions(q, lab, band, found.t_c)
+        if cleaner.settings.part_check:
+            found.blocked = disputed_parts(votes, k)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
-        reason = (
+        found.reason = (
             f"on these frames the model predicts the given labels no better than the "
             f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
             "it does not know this kind of image; fine-tune it on this data"
         )
-    return reason, t_here, t_bands
+    return found
 
 
 def clean(
@@ -294,9 +332,7 @@ def clean(
     wanted = list(range(len(dataset)) if indices is None else indices)
     scope = sorted(set(wanted if scope is None else scope) | set(wanted))
     if check_data and scope and cleaner.weak_reason is None:
-        cleaner.weak_reason, t_here, t_bands = check_on_data(dataset, cleaner, scope)
-        if t_here is not None:
-            cleaner.use_transition(t_here, t_bands)
+        cleaner.use_check(check_on_data(dataset, cleaner, scope))
     seq_of = _sequence_of(dataset)
     in_scope, wanted_set = set(scope), set(wanted)
     needed = sorted({j for i in wanted for j in (i - 1, i, i + 1) if j in in_scope})

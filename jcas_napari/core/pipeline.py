@@ -91,6 +91,18 @@ def fit(
     return result
 
 
+def model_notes(cleaner: Cleaner, name: str) -> list[str]:
+    """What a user must know about how this model cleaned: the guard's reason, or the
+    part -> part changes it was not allowed to make (``propose.disputed_parts``)."""
+    if cleaner.weak_reason:
+        return [f"{name}: no changes proposed: {cleaner.weak_reason}"]
+    return [
+        f"{name}: no {drawn} -> {other} changes: it calls most of the parts drawn as "
+        f"{drawn} {other}, so it does not tell them apart on these frames"
+        for drawn, other in cleaner.blocked_pairs()
+    ]
+
+
 def clean_models(
     dataset: Sequence,
     models: Models,
@@ -126,6 +138,7 @@ def clean_models(
                 "t_c": cleaner.t_c.tolist(),
                 "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
+                "blocked": [list(pair) for pair in cleaner.blocked_pairs()],
             }
-        if cleaner.weak_reason and notes is not None:
-            notes.append(f"{name or 'the model'}: no changes proposed: {cleaner.weak_reason}")
+        if notes is not None:
+            notes += model_notes(cleaner, name or "the model")

@@ -56,6 +56,7 @@ class RuleSettings:
     merge_radius: int = 2
     temporal: bool = True
     boundary_bands: bool = True  # estimate T per band of distance to the label border
+    part_check: bool = True  # no part -> part changes the model's verdicts dispute
 
 
 @dataclass
@@ -108,6 +109,44 @@ def band_transitions(
     """
     own = [confident_joint_estimate(q[bands == b], labels[bands == b]) for b in range(1, NUM_BANDS)]
     return np.stack([overall, *own])
+
+
+def part_votes(q: np.ndarray, given: np.ndarray, bands: np.ndarray) -> list[tuple[int, int]]:
+    """(drawn part, the model's vote) for each connected component of each part drawn in
+    ``given`` [H,W] that has pixels away from its borders (band >= 1 of ``bands`` [H,W]);
+    the vote is the class most of those pixels have as argmax of q [K,H,W]."""
+    k = q.shape[0]
+    arg = q.argmax(0)
+    inner = bands >= 1
+    out = []
+    for part in range(1, k):
+        comp, n = ndi.label(given == part)
+        for c, sl in enumerate(ndi.find_objects(comp), start=1):
+            sel = (comp[sl] == c) & inner[sl]
+            if sel.any():
+                out.append((part, int(np.bincount(arg[sl][sel], minlength=k).argmax())))
+    return out
+
+
+def disputed_parts(votes: list[tuple[int, int]], k: int, min_parts: int = 3) -> np.ndarray:
+    """[K,K] bool: changes from drawn part l to part m that the data cannot support.
+
+    ``votes`` (``part_votes``) are the model's verdicts on the drawn components. Where it
+    calls more of the components drawn as part l part m than part l, it disputes what part
+    l *is*, not where its borders are. Which part is which cannot be learned from one
+    labelling when most of a part's drawings are said to be another part: noise that swaps
+    whole parts is then indistinguishable from a model that confuses the two. The label is
+    trusted and (l, m) is blocked. Components are counted, not pixels, so that one large
+    part drawn with a small part's class does not outvote all of that class's drawings.
+    Background (class 0) is left to the guard and to T: shape noise can make most of a
+    thin part's drawing background. Parts with under ``min_parts`` components are not judged.
+    """
+    out = np.zeros((k, k), bool)
+    for part in range(1, k):
+        got = np.bincount([v for p, v in votes if p == part], minlength=k)[:k]
+        if got.sum() >= min_parts:
+            out[part, 1:] = got[1:] > got[part]
+    return out
 
 
 def label_posterior(
@@ -163,6 +202,7 @@ def propose(
     settings: RuleSettings | None = None,
     q_neighbours: np.ndarray | None = None,
     bands: np.ndarray | None = None,
+    blocked: np.ndarray | None = None,
 ) -> Proposal:
     """Apply the rule to one frame: q [K,H,W] clean-class probabilities, given [H,W] uint8
     (values >= K are ignored pixels and never change), T [K,K], or per band [B,K,K] with
@@ -178,6 +218,8 @@ def propose(
     lab = np.where(valid, given, 0).astype(np.intp)
     p_wrong = np.where(valid, 1 - np.take_along_axis(post, lab[None], 0)[0], 0)
     cand = valid & (target != given) & (p_target >= s.min_posterior)
+    if blocked is not None:
+        cand &= ~blocked[lab, target]
     min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
     scored = []
     for m in _regions_of(cand, target, k, s.merge_radius):
