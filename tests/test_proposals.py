@@ -16,6 +16,7 @@ from jcas_napari.core.transitions import (
     TransitionMatrix,
     anchor_estimate,
     confident_joint_estimate,
+    fill_unseen_rows,
     matrix_to_weight,
     noise_rate,
 )
@@ -74,7 +75,9 @@ def test_t_is_learned_end_to_end_on_a_toy_problem(t_true):
     assert err.mean() <= 0.03 and err.max() <= 0.1
 
 
-def _fit_from_start(t_true: np.ndarray, t_start: np.ndarray, vol: float, t_lr: float):
+def _fit_from_start(
+    t_true: np.ndarray, t_start: np.ndarray, vol: float, t_lr: float, steps: int = 300
+):
     """Stage 2 on the toy problem: a linear model and T_C (started at ``t_start``) trained
     jointly with the forward-corrected CE plus ``vol`` times the volume term; T's own Adam
     at ``t_lr``. Returns the final T [K,K]."""
@@ -85,7 +88,7 @@ def _fit_from_start(t_true: np.ndarray, t_start: np.ndarray, vol: float, t_lr: f
     y = torch.tensor(noisy_labels(clean, t_true, rng))
     net, t_c = torch.nn.Linear(4, 4), TransitionMatrix(4, matrix=t_start)
     opts = [torch.optim.Adam(net.parameters(), lr=0.05), torch.optim.Adam(t_c.parameters(), t_lr)]
-    for _ in range(300):
+    for _ in range(steps):
         logits = net(x)[:, :, None, None]
         loss = corrected_ce(logits, y[:, None, None], t_c()) + vol * volume(t_c(), torch.eye(2))
         for opt in opts:
@@ -109,6 +112,33 @@ def test_default_stage2_weights_keep_an_anchor_start_and_improve_it(t_true):
     paper = np.abs(_fit_from_start(t_true, start, 0.5, cfg.train.t_lr) - t_true)
     assert ours.mean() <= 0.03 and ours.max() <= 0.1 and ours.mean() < start_err
     assert paper.mean() > start_err
+
+
+def test_a_row_without_anchors_starts_as_noisy_as_the_others():
+    t = np.array([[0.6, 0.2, 0.1, 0.1], [0.1, 0.8, 0.05, 0.05], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    seen = np.array([True, True, False, True])
+    filled = fill_unseen_rows(t, seen)
+    assert np.allclose(filled[[0, 1, 3]], t[[0, 1, 3]])  # estimated rows are kept
+    assert filled[2, 2] == pytest.approx((0.6 + 0.8 + 1.0) / 3)
+    assert np.allclose(filled[2, [0, 1, 3]], (1 - filled[2, 2]) / 3)
+    assert np.allclose(fill_unseen_rows(t, np.zeros(4, bool)), t)  # no evidence at all
+
+
+@pytest.mark.parametrize("t_true", TRUE_T)
+def test_a_row_started_at_the_identity_does_not_learn_in_a_short_run(t_true):
+    """Stage 2 of the benchmark has about 45 steps. A row of T started at the identity (no
+    anchors for that class after the warm-up) stays there, 0.5 off the truth; started as
+    noisy as the other rows, it learns like them."""
+    cfg = Config()
+    start = t_true.copy()
+    start[3] = np.eye(4)[3]
+    seen = np.array([True, True, True, False])
+    stuck = _fit_from_start(t_true, start, cfg.loss.vol, cfg.train.t_lr, steps=45)
+    moved = _fit_from_start(
+        t_true, fill_unseen_rows(start, seen), cfg.loss.vol, cfg.train.t_lr, steps=45
+    )
+    assert np.abs(stuck[3] - t_true[3]).max() > 0.4
+    assert np.abs(moved[3] - t_true[3]).max() < 0.1
 
 
 def test_confident_joint_is_near_identity_on_clean_labels():

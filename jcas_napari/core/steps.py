@@ -18,6 +18,7 @@ from jcas_napari.core.transitions import (
     TransitionMatrix,
     class_to_affinity,
     clean_prior_from_noisy,
+    fill_unseen_rows,
 )
 from jcas_napari.core.validate import validate
 
@@ -66,7 +67,8 @@ def start_transitions(
     """Fresh T_C [K,K] and T_A [2,2] for stage 2.
 
     ``t_init: anchor`` starts T_C at the anchor-point estimate from the warm-up model's
-    noisy posterior on ``indices`` (held-out frames where there are any), and T_A at the
+    noisy posterior on ``indices`` (held-out frames where there are any; a class without
+    anchors starts as noisy as the others, ``fill_unseen_rows``), and T_A at the
     affinity transition that this T_C implies. ``paper`` starts both at W = -2.
     ``refine``: predict with DAR, as the model will be used (False for VolMin, which has
     no trained affinity branch).
@@ -75,7 +77,8 @@ def start_transitions(
         return TransitionMatrix(k).to(device), TransitionMatrix(2).to(device)
     if cfg.train.t_init != "anchor":
         raise ValueError(f"unknown t_init {cfg.train.t_init!r}; choose anchor or paper")
-    t_est = validate(net, cfg, dataset, indices, k, device, ignore_index, refine).t_anchor
+    check = validate(net, cfg, dataset, indices, k, device, ignore_index, refine)
+    t_est = fill_unseen_rows(check.t_anchor, check.anchor_seen)
     prior = torch.tensor(clean_prior_from_noisy(noisy_prior, t_est))
     t_a = class_to_affinity(torch.tensor(t_est), prior).numpy()
     return TransitionMatrix(k, matrix=t_est).to(device), TransitionMatrix(2, matrix=t_a).to(device)

@@ -108,26 +108,54 @@ def matrix_to_weight(t: np.ndarray, floor: float = 1e-3, ceil: float = 0.99) -> 
     return w
 
 
+def anchor_support(probs: np.ndarray, min_pixels: int = 50) -> np.ndarray:
+    """[K] bool: the classes that are the argmax of at least ``min_pixels`` of ``probs``
+    [N,K], enough to estimate their row of T at anchor points."""
+    k = probs.shape[1]
+    return np.bincount(probs.argmax(1), minlength=k)[:k] >= min_pixels
+
+
 def anchor_estimate(probs: np.ndarray, quantile: float = 0.9, min_pixels: int = 50) -> np.ndarray:
     """Estimate T [K,K] from a model's **noisy** posterior on held-out pixels [N,K].
 
     Anchor points (Patrini et al., 2017): where a pixel surely belongs to clean class i,
     the noisy posterior is row i of T. Among the pixels whose argmax is i, those with p_i
     at or above the ``quantile`` of p_i are taken as anchors of i, and row i is their mean
-    posterior. A class with fewer than ``min_pixels`` candidates keeps the identity row:
-    with no evidence, assume its labels are right (the conservative choice).
+    posterior. A class with fewer than ``min_pixels`` candidates (``anchor_support``) keeps
+    the identity row: with no evidence, assume its labels are right (the conservative
+    choice for cleaning; a start for learning fills it with ``fill_unseen_rows``).
     """
     probs = np.asarray(probs, np.float64)
     k = probs.shape[1]
     t = np.eye(k)
     arg = probs.argmax(1)
-    for i in range(k):
+    for i in np.flatnonzero(anchor_support(probs, min_pixels)):
         cand = probs[arg == i]
-        if len(cand) < min_pixels:
-            continue
         anchors = cand[cand[:, i] >= np.quantile(cand[:, i], quantile)]
         t[i] = anchors.mean(0)
     return t / t.sum(1, keepdims=True)
+
+
+def fill_unseen_rows(t: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """T [K,K] whose rows without evidence (``seen`` [K] False) take the mean noise of the
+    rows with evidence: their mean diagonal, the rest spread evenly.
+
+    For the **start** of learning T: an identity row sits where T's parametrisation
+    saturates (``matrix_to_weight`` clips T_ij / T_ii at 1e-3, a weight of -6.9), and
+    Adam moves a weight about its learning rate per step, so in a short run such a row
+    never learns (benchmark: learned rows still at the identity, 0.5 off the truth). A row
+    as noisy as the others starts where every entry can move either way.
+    """
+    t = np.array(t, np.float64)
+    seen = np.asarray(seen, bool)
+    k = len(t)
+    if seen.all() or not seen.any():
+        return t
+    diag = float(np.diag(t)[seen].mean())
+    for i in np.flatnonzero(~seen):
+        t[i] = (1 - diag) / (k - 1)
+        t[i, i] = diag
+    return t
 
 
 def clean_prior_from_noisy(noisy_prior: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from jcas_napari.core.config import Config
 from jcas_napari.core.infer import predict, to_tensor
 from jcas_napari.core.metrics import confusion_matrix, dice_iou_from_confusion
 from jcas_napari.core.model import JCASNet
-from jcas_napari.core.transitions import anchor_estimate
+from jcas_napari.core.transitions import anchor_estimate, anchor_support
 from jcas_napari.data.resize import resize_image, resize_mask
 
 NLL_FLOOR = 1e-6
@@ -38,6 +38,7 @@ class Validation:
     metrics: dict[str, float]
     t_anchor: np.ndarray  # [K,K] anchor-point estimate of T_C
     thresholds: np.ndarray  # [K] mean p_k over pixels labelled k (kept for reports)
+    anchor_seen: np.ndarray  # [K] bool: rows of t_anchor estimated, not the identity default
 
 
 def _miou(cm: np.ndarray) -> float:
@@ -104,7 +105,7 @@ def validate(
     sums = np.array([probs[lab == c, c].sum() for c in range(k)])
     thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), 0.5)
     metrics["temperature"] = temp
-    return Validation(metrics, anchor_estimate(probs), thresholds)
+    return Validation(metrics, anchor_estimate(probs), thresholds, anchor_support(probs))
 
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.2), np.log(10.0), 41))
