@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from jcas_napari.core.clean import Cleaner, clean, model_guard
+from jcas_napari.core.clean import Cleaner, clean, guard_transition, model_guard
 from jcas_napari.core.config import Config
 from jcas_napari.core.losses import corrected_ce, volume
 from jcas_napari.core.model import build_model
@@ -252,3 +252,14 @@ def test_weak_model_proposes_nothing_and_says_why(tmp_path):
     results = list(clean(ds, cleaner))
     assert cleaner.weak_reason and "no better than the class frequencies" in cleaner.weak_reason
     assert all((r.proposed == ds[r.index].mask).all() and not r.region_info for r in results)
+
+
+def test_the_check_on_the_frames_scores_the_noisy_posterior_the_held_out_guard_scored():
+    anchor = np.eye(4)  # no anchors for any class: identity rows
+    learned = np.full((4, 4), 0.1) + 0.6 * np.eye(4)
+    jcas = {"method": "jcas", "stage": 2, "t_c": learned}
+    assert np.allclose(guard_transition(jcas, anchor), learned)
+    # CE's q was backward-corrected with the anchor T: the anchor T undoes it.
+    assert np.allclose(guard_transition({**jcas, "method": "ce"}, anchor), anchor)
+    # After stage 1 only, the held-out guard scored the network's output as it is.
+    assert np.allclose(guard_transition({**jcas, "stage": 1}, learned), np.eye(4))

@@ -91,6 +91,25 @@ def model_guard(ckpt: dict) -> str | None:
     return None
 
 
+def guard_transition(ckpt: dict, t_anchor: np.ndarray) -> np.ndarray:
+    """The T [K,K] that maps a cleaner's q to the noisy posterior the checkpoint's
+    held-out guard scored (``core.epoch_end``), so that the check on the frames to clean
+    asks the same question: the learned T_C after stage 2 of a method that learns T; for
+    CE, ``t_anchor``, which its q was backward-corrected with; else I (stage 1 scores the
+    network's output as it is).
+
+    Not the anchor estimate for every method: its rows without anchors are the identity,
+    under which a label the model calls another class has probability 0, and a guard on
+    such a T stopped a good model (benchmark, asymmetric50 family b, seed 0).
+    """
+    k = len(t_anchor)
+    if ckpt.get("method", "jcas") == "ce":
+        return np.asarray(t_anchor, np.float64)
+    if int(ckpt.get("stage", 2)) == 2 and "t_c" in ckpt:
+        return np.asarray(ckpt["t_c"], np.float64)
+    return np.eye(k)
+
+
 class Cleaner:
     """A loaded checkpoint that cleans frames and explains them (affinity maps)."""
 
@@ -121,6 +140,7 @@ class Cleaner:
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
         self.t_bands: np.ndarray | None = None  # [B,K,K] per distance band, from the data
         self.blocked: np.ndarray | None = None  # [K,K] bool, from the data
+        self.t_guard = guard_transition(ckpt, self.t_c)
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
         self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.noise_rate = self._rate(self.t_c)
@@ -287,7 +307,7 @@ def check_on_data(
         votes += part_votes(q, s.mask, band)
     q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
-    g = guard_scores(noisy_posterior_flat(q, cleaner.t_c), lab, k, cleaner.noisy_prior)
+    g = guard_scores(noisy_posterior_flat(q, cleaner.t_guard), lab, k, cleaner.noisy_prior)
     found = DataCheck()
     if len(lab):
         found.t_c = confident_joint_estimate(q, lab)
