@@ -442,3 +442,33 @@ def test_screenshot_of_the_trainer_docked_mid_training(make_napari_viewer, qtbot
     write_image(path, np.ascontiguousarray(img[..., :3]))
     trainer.cancel()
     wait_idle(trainer, qtbot)
+
+
+def test_cleaning_tells_the_user_which_part_changes_were_not_made(viewer, qtbot, seen, tmp_path):
+    """A model that calls every wrist a clasper cleans in the GUI: no wrist is relabelled,
+    and the status line and a notification say why (the same note as the CLI's)."""
+    from jcas_napari.data.io import ClassInfo, open_dataset
+    from jcas_napari.data.make import make_dataset
+    from jcas_napari.napari.layers import labels_kwargs
+    from jcas_napari.napari.names import FRAMES, USER_MASKS
+    from tests.test_part_check import WRIST, cleaner_for, confused_model
+
+    make_dataset(tmp_path / "ds", sequences=1, frames=6, size=(128, 160), noise="clean", seed=9)
+    ds = open_dataset(tmp_path / "ds")
+    images = np.stack([ds[i].image for i in range(len(ds))])
+    masks = np.stack([ds[i].mask for i in range(len(ds))])
+    viewer.add_image(images, name=FRAMES, rgb=True)
+    viewer.add_labels(masks, **labels_kwargs(USER_MASKS, ClassInfo()))
+    trainer = make_trainer(viewer)
+    cleaner = cleaner_for(confused_model(ds))
+    cleaner.source = trainer.session.checkpoint = "confused.pt"
+    trainer.session.cleaner = cleaner
+    trainer.clean()
+    qtbot.waitUntil(
+        lambda: "corrected" in viewer.layers and trainer.start_btn.isEnabled(), timeout=60_000
+    )
+    corrected = viewer.layers["corrected"].data
+    assert (corrected[masks == WRIST] == WRIST).all()
+    note = "no wrist -> clasper changes: it calls most of the parts drawn as wrist clasper"
+    assert note in trainer.status.text()
+    assert any(note in str(s) for s in seen)

@@ -75,19 +75,24 @@ def test_blocked_changes_are_never_proposed_and_the_rest_are():
     assert (kept.proposed[35:55, 40:60] == BG).all()  # other changes still made
 
 
-@pytest.fixture(scope="module")
-def confused(tmp_path_factory):
-    """Clean masks, and a model that is sure and right everywhere except that it calls
-    every wrist a clasper (a model that never learned the wrist)."""
-    root = tmp_path_factory.mktemp("part") / "ds"
-    make_dataset(root, sequences=2, frames=4, size=(128, 160), noise="clean", seed=9)
-    ds = open_dataset(root)
+def confused_model(ds) -> dict:
+    """q per frame (by image bytes) of a model that is sure and right everywhere except
+    that it calls every wrist a clasper (a model that never learned the wrist)."""
     q, rng = {}, np.random.default_rng(0)
     for i in range(len(ds)):
         model = np.where(ds[i].mask == WRIST, CLASPER, ds[i].mask)
         sure = rng.uniform(0.9, 0.99, model.shape)  # more or less sure, as a real model is
         q[hashlib.md5(ds[i].image.tobytes()).hexdigest()] = one_hot(model, sure=sure)
-    return ds, q
+    return q
+
+
+@pytest.fixture(scope="module")
+def confused(tmp_path_factory):
+    """Clean masks, and the confused model's q."""
+    root = tmp_path_factory.mktemp("part") / "ds"
+    make_dataset(root, sequences=2, frames=4, size=(128, 160), noise="clean", seed=9)
+    ds = open_dataset(root)
+    return ds, confused_model(ds)
 
 
 def cleaner_for(q: dict, settings: RuleSettings | None = None) -> Cleaner:
