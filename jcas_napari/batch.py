@@ -204,7 +204,8 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
         rows += list(zip(band_names()[1:], (u["t_bands"] or [])[1:]))
         lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
         for drawn, other in u.get("blocked") or []:
-            lines += [f"No {drawn} → {other} changes: the model calls most {drawn} {other}.", ""]
+            why = f"the model calls more drawn {drawn} {other} than {drawn}"
+            lines += [f"No {drawn} → {other} changes: {why}.", ""]
         lines += ["| pixels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for label, t in rows:
             diag = " | ".join(f"{v:.2f}" for v in np.diag(np.asarray(t)))

@@ -10,8 +10,9 @@ rank's score rows and notes (the gather also waits for the slowest rank) and wri
 single-process case, and costs nothing.
 
 Identity with a single-process run: each rank checks the model on the same frames (the
-guard and T on the data), cleans with the same scope and the same neighbours, and
-``Cleaner.probabilities`` gives a frame the same bits whatever batch it was in.
+guard, T and the part check on the data), cleans with the same scope and the same
+neighbours, and ``Cleaner.probabilities`` gives a frame the same bits whatever batch it
+was in.
 """
 
 from __future__ import annotations

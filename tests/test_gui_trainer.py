@@ -469,6 +469,6 @@ def test_cleaning_tells_the_user_which_part_changes_were_not_made(viewer, qtbot,
     )
     corrected = viewer.layers["corrected"].data
     assert (corrected[masks == WRIST] == WRIST).all()
-    note = "no wrist -> clasper changes: it calls most of the parts drawn as wrist clasper"
+    note = "no wrist -> clasper changes: it calls more of the parts drawn as wrist clasper"
     assert note in trainer.status.text()
     assert any(note in str(s) for s in seen)

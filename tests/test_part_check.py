@@ -10,7 +10,7 @@ import pytest
 
 from jcas_napari.batch import rule_lines
 from jcas_napari.core import pipeline
-from jcas_napari.core.clean import Cleaner
+from jcas_napari.core.clean import Cleaner, clean
 from jcas_napari.core.propose import (
     RuleSettings,
     boundary_bands,
@@ -43,6 +43,14 @@ def test_votes_are_per_drawn_component_and_ignore_parts_without_an_inside():
     model[35:55, 5:25] = CLASPER  # the model calls the second wrist a clasper
     votes = part_votes(one_hot(model), given, boundary_bands(given))
     assert sorted(votes) == [(WRIST, WRIST), (WRIST, CLASPER), (CLASPER, CLASPER)]
+
+
+def test_an_ignored_stripe_does_not_split_a_drawing_into_two_votes():
+    given = np.zeros((64, 80), np.uint8)
+    given[5:45, 5:25] = WRIST
+    given[24:26, 5:25] = 255  # an ignored stripe across the wrist
+    votes = part_votes(one_hot(np.where(given == 255, 0, given)), given, boundary_bands(given))
+    assert votes == [(WRIST, WRIST)]
 
 
 def test_a_part_mostly_called_another_part_is_blocked_towards_it_only():
@@ -123,9 +131,28 @@ def test_a_model_that_confuses_two_parts_leaves_them_alone_and_says_so(confused)
     assert cleaner.blocked_pairs() == [("wrist", "clasper")]
     assert lost == 0.0
     assert notes == [
-        "the model: no wrist -> clasper changes: it calls most of the parts drawn as wrist "
-        "clasper, so it does not tell them apart on these frames"
+        "the model: no wrist -> clasper changes: it calls more of the parts drawn as wrist "
+        "clasper than wrist, so it does not tell them apart on these frames"
     ]
     assert used["model 1"]["blocked"] == [["wrist", "clasper"]]
     report = "\n".join(rule_lines(used, cleaner.class_names))
-    assert "No wrist → clasper changes: the model calls most wrist clasper." in report
+    assert (
+        "No wrist → clasper changes: the model calls more drawn wrist clasper than wrist." in report
+    )
+
+
+def test_a_cleaner_used_again_forgets_what_the_last_frames_showed(confused):
+    """The GUI keeps one cleaner per model. Frames where it knew nothing (the guard
+    stopped it) must not stop it on the next frames, nor set their T, cap or blocks."""
+    ds, q = confused
+    live = {key: np.full_like(v, 0.25) for key, v in q.items()}  # first: pure guesses
+    cleaner = cleaner_for(live)
+    list(clean(ds, cleaner))
+    assert cleaner.weak_reason and "no better than the class frequencies" in cleaner.weak_reason
+    live.update(q)  # then the confused model, which the guard passes
+    again = [r.proposed for r in clean(ds, cleaner)]
+    fresh = cleaner_for(q)
+    first = [r.proposed for r in clean(ds, fresh)]
+    assert cleaner.weak_reason is None and cleaner.blocked_pairs() == fresh.blocked_pairs()
+    assert cleaner.noise_rate == fresh.noise_rate and np.allclose(cleaner.t_c, fresh.t_c)
+    assert all((a == b).all() for a, b in zip(again, first))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from jcas_napari.core.clean import Cleaner, clean, guard_transition, model_guard
+from jcas_napari.core.clean import Cleaner, check_on_data, clean, guard_transition, model_guard
 from jcas_napari.core.config import Config
 from jcas_napari.core.losses import corrected_ce, volume
 from jcas_napari.core.model import build_model
@@ -15,6 +15,7 @@ from jcas_napari.core.propose import RuleSettings, label_posterior, propose
 from jcas_napari.core.transitions import (
     TransitionMatrix,
     anchor_estimate,
+    anchor_support,
     confident_joint_estimate,
     fill_unseen_rows,
     matrix_to_weight,
@@ -255,11 +256,50 @@ def test_weak_model_proposes_nothing_and_says_why(tmp_path):
 
 
 def test_the_check_on_the_frames_scores_the_noisy_posterior_the_held_out_guard_scored():
-    anchor = np.eye(4)  # no anchors for any class: identity rows
+    anchor = np.full((4, 4), 0.05) + 0.8 * np.eye(4)
     learned = np.full((4, 4), 0.1) + 0.6 * np.eye(4)
     jcas = {"method": "jcas", "stage": 2, "t_c": learned}
     assert np.allclose(guard_transition(jcas, anchor), learned)
+    assert np.allclose(guard_transition({"stage": 2, "t_c": learned}, anchor), learned)
     # CE's q was backward-corrected with the anchor T: the anchor T undoes it.
     assert np.allclose(guard_transition({**jcas, "method": "ce"}, anchor), anchor)
     # After stage 1 only, the held-out guard scored the network's output as it is.
-    assert np.allclose(guard_transition({**jcas, "stage": 1}, learned), np.eye(4))
+    assert np.allclose(guard_transition({**jcas, "stage": 1}, anchor), np.eye(4))
+    # A checkpoint that does not say its stage: the anchor T, as before.
+    assert np.allclose(guard_transition({"method": "jcas", "t_c": learned}, anchor), anchor)
+
+
+def test_an_identity_row_of_the_anchor_t_does_not_stop_a_model_that_learned_t(tmp_path):
+    """Flip noise; the model knows the clean masks and has learned the flips. The anchor
+    T found no anchors (identity rows): under it a flipped label has probability 0. The
+    check on the frames scores the learned T, as the held-out guard did, and passes;
+    scored with the anchor T, the same model would be stopped."""
+    import hashlib
+
+    make_dataset(tmp_path / "ds", sequences=2, frames=3, size=(64, 80), noise="symmetric50")
+    ds = open_dataset(tmp_path / "ds")
+    q = {
+        hashlib.md5(ds[i].image.tobytes()).hexdigest(): boundary_blurred(ds[i].clean)
+        for i in range(len(ds))
+    }
+    labels = np.concatenate([ds[i].mask.ravel() for i in range(len(ds))])
+    ckpt = random_checkpoint(0.3)
+    ckpt.update(stage=2, t_c=torch.tensor(symmetric_matrix(4, 0.5)))
+    ckpt["prior"] = torch.tensor(np.bincount(labels, minlength=4) / len(labels))
+    ckpt["t_c_anchor"] = torch.eye(4)
+    cleaner = Cleaner(ckpt, 4, "cpu")
+    cleaner.probabilities = lambda ims: [q[hashlib.md5(im.tobytes()).hexdigest()] for im in ims]
+    assert check_on_data(ds, cleaner, list(range(len(ds)))).reason is None
+    cleaner.t_guard = cleaner.t_c
+    stopped = check_on_data(ds, cleaner, list(range(len(ds)))).reason
+    assert stopped and "no better than the class frequencies" in stopped
+
+
+def test_anchor_rows_need_enough_pixels_of_their_class():
+    probs = np.full((300, 4), 0.1)
+    probs[:200, 0] = 0.7
+    probs[200:260, 1] = 0.7
+    probs[260:, 2] = 0.7  # 40 pixels: too few
+    assert anchor_support(probs).tolist() == [True, True, False, False]
+    est = anchor_estimate(probs)
+    assert np.allclose(est[2:], np.eye(4)[2:])

@@ -8,7 +8,9 @@ q with T_C and the given label. Models trained without T (the CE baseline) give 
 posterior; it is corrected backwards with their anchor-estimated T first.
 
 Do no harm: a model whose held-out predictions of the labels are no better than the class
-frequencies (``guard``) proposes nothing, and ``weak_reason`` says why. A frame's noise
+frequencies (``guard``) proposes nothing, and ``weak_reason`` says why; a model that calls
+more of the drawings of one part another part than that part may not relabel it as the
+other (``propose.disputed_parts``). A frame's noise
 score is the mean over its labelled pixels of P(given label is wrong | image).
 """
 
@@ -102,12 +104,12 @@ def guard_transition(ckpt: dict, t_anchor: np.ndarray) -> np.ndarray:
     under which a label the model calls another class has probability 0, and a guard on
     such a T stopped a good model (benchmark, asymmetric50 family b, seed 0).
     """
-    k = len(t_anchor)
-    if ckpt.get("method", "jcas") == "ce":
+    stage = ckpt.get("stage")
+    if ckpt.get("method", "jcas") == "ce" or stage is None:  # older checkpoints: as before
         return np.asarray(t_anchor, np.float64)
-    if int(ckpt.get("stage", 2)) == 2 and "t_c" in ckpt:
+    if int(stage) == 2 and "t_c" in ckpt:
         return np.asarray(ckpt["t_c"], np.float64)
-    return np.eye(k)
+    return np.eye(len(t_anchor))
 
 
 class Cleaner:
@@ -135,17 +137,24 @@ class Cleaner:
         self.method = ckpt.get("method", "jcas")
         # Baselines trained without the affinity branch predict without DAR.
         self.refine = self.method == "jcas"
+        self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
+        self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
+        self.size = (self.cfg.input.height, self.cfg.input.width)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what cleaning other frames found (``use_check``): back to the
+        checkpoint's T, cap and guard. The GUI keeps one cleaner per model; masks cleaned
+        before must not set the T, the cap or the verdict for the next ones."""
+        ckpt, k = self.checkpoint, len(self.class_names)
         # The rule's T: the anchor estimate on held-out frames at the end of training, for
         # every method (the learned T_C of a short run stays near its start; RESULTS.md).
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
         self.t_bands: np.ndarray | None = None  # [B,K,K] per distance band, from the data
         self.blocked: np.ndarray | None = None  # [K,K] bool, from the data
         self.t_guard = guard_transition(ckpt, self.t_c)
-        self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
-        self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.noise_rate = self._rate(self.t_c)
         self.weak_reason = model_guard(ckpt)
-        self.size = (self.cfg.input.height, self.cfg.input.width)
 
     def use_transition(self, t: np.ndarray, t_bands: np.ndarray | None = None) -> None:
         """Use T_C [K,K] estimated on the frames to clean, and per distance band [B,K,K]
@@ -304,7 +313,8 @@ def check_on_data(
         labels.append(lab[keep].astype(np.intp))
         band = boundary_bands(s.mask, cleaner.scale(s.mask))
         bands.append(band[::4, ::4].ravel()[keep])
-        votes += part_votes(q, s.mask, band)
+        if cleaner.settings.part_check:
+            votes += part_votes(q, s.mask, band)
     q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_guard), lab, k, cleaner.noisy_prior)
@@ -351,8 +361,10 @@ def clean(
     )
     wanted = list(range(len(dataset)) if indices is None else indices)
     scope = sorted(set(wanted if scope is None else scope) | set(wanted))
-    if check_data and scope and cleaner.weak_reason is None:
-        cleaner.use_check(check_on_data(dataset, cleaner, scope))
+    if check_data and scope:
+        cleaner.reset()
+        if cleaner.weak_reason is None:
+            cleaner.use_check(check_on_data(dataset, cleaner, scope))
     seq_of = _sequence_of(dataset)
     in_scope, wanted_set = set(scope), set(wanted)
     needed = sorted({j for i in wanted for j in (i - 1, i, i + 1) if j in in_scope})

@@ -97,8 +97,8 @@ def model_notes(cleaner: Cleaner, name: str) -> list[str]:
     if cleaner.weak_reason:
         return [f"{name}: no changes proposed: {cleaner.weak_reason}"]
     return [
-        f"{name}: no {drawn} -> {other} changes: it calls most of the parts drawn as "
-        f"{drawn} {other}, so it does not tell them apart on these frames"
+        f"{name}: no {drawn} -> {other} changes: it calls more of the parts drawn as "
+        f"{drawn} {other} than {drawn}, so it does not tell them apart on these frames"
         for drawn, other in cleaner.blocked_pairs()
     ]
 
@@ -117,9 +117,11 @@ def clean_models(
 
     ``skip(index, checkpoint)`` leaves out frames already done (a resumed run); the
     guard and the neighbours still see all of the model's frames, so results do not depend
-    on where a run was interrupted. Weak-model reasons are appended to ``notes``; ``used``
-    receives, per checkpoint name, the T_C the rule used ([K,K], and per distance band
-    [B,K,K] or None) and the change cap, once that model has cleaned.
+    on where a run was interrupted. What a user must know about each model (``model_notes``:
+    the guard's reason, or the part -> part changes it may not make) is appended to
+    ``notes``; ``used`` receives, per checkpoint name, the T_C the rule used ([K,K], and
+    per distance band [B,K,K] or None), the change cap and the blocked part pairs, once
+    that model has cleaned.
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
     for ckpt, indices in models:
@@ -138,7 +140,7 @@ def clean_models(
                 "t_c": cleaner.t_c.tolist(),
                 "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
-                "blocked": [list(pair) for pair in cleaner.blocked_pairs()],
+                "blocked": [] if cleaner.weak_reason else list(map(list, cleaner.blocked_pairs())),
             }
         if notes is not None:
             notes += model_notes(cleaner, name or "the model")

@@ -120,8 +120,13 @@ def part_votes(q: np.ndarray, given: np.ndarray, bands: np.ndarray) -> list[tupl
     inner = bands >= 1
     out = []
     for part in range(1, k):
-        comp, n = ndi.label(given == part)
+        # Ignored pixels (>= K) join the part's components: a part crossed by an ignored
+        # stripe is one drawing, one vote.
+        comp, _ = ndi.label((given == part) | (given >= k))
+        comp[given != part] = 0
         for c, sl in enumerate(ndi.find_objects(comp), start=1):
+            if sl is None:
+                continue
             sel = (comp[sl] == c) & inner[sl]
             if sel.any():
                 out.append((part, int(np.bincount(arg[sl][sel], minlength=k).argmax())))

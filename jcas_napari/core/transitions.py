@@ -144,7 +144,9 @@ def fill_unseen_rows(t: np.ndarray, seen: np.ndarray) -> np.ndarray:
     saturates (``matrix_to_weight`` clips T_ij / T_ii at 1e-3, a weight of -6.9), and
     Adam moves a weight about its learning rate per step, so in a short run such a row
     never learns (benchmark: learned rows still at the identity, 0.5 off the truth). A row
-    as noisy as the others starts where every entry can move either way.
+    as noisy as the others starts where every entry can move either way. (Where the mean
+    diagonal is under 1/K the parametrisation cannot hold such a row: it starts at its
+    nearest, off-diagonal entries at 0.99 of the diagonal.)
     """
     t = np.array(t, np.float64)
     seen = np.asarray(seen, bool)
