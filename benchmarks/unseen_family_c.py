@@ -15,11 +15,11 @@ import argparse
 import sys
 
 import numpy as np
+from requires import add_flag, require
 from scipy import ndimage as ndi
 
-from jcas_napari.data.writers import frame_path, write_image, write_mask
-
 H, W = 256, 320
+NOISES = ("clean", "boundary", "shift", "swap", "drop", "mixed")
 
 
 def background(rng):
@@ -123,13 +123,19 @@ def noisy(mask, kind, rng):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", help="dataset folder to write")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--noise", default="mixed")
+    ap.add_argument("--noise", default="mixed", choices=NOISES)
     ap.add_argument("--sequences", type=int, default=6)
     ap.add_argument("--frames", type=int, default=20)
+    add_flag(ap)
     a = ap.parse_args()
+    require("unseen_family_c.py", ("numpy", "scipy", "PIL", "jcas_napari"), a.check_imports)
+    if a.out is None:
+        ap.error("the dataset folder OUT is required")
+    from jcas_napari.data.writers import frame_path, write_image, write_mask
+
     rng = np.random.default_rng(a.seed)
     for k in range(a.sequences):
         for t, (img, mask) in enumerate(scene_sequence(rng, a.frames)):
