@@ -226,7 +226,7 @@ def _run(req: Request, resume: bool, overwrite: bool) -> None:
     from jcas_napari.core.pipeline import choose_folds, fit
 
     ds = _open_for_writing(req)
-    k = choose_folds(ds, req.folds)
+    k = choose_folds(req.folds)
     plan = _planned(req, ds, resume, overwrite, k)
     typer.echo(
         "cleaning out-of-sample: " + f"{k} folds by sequence"

@@ -177,8 +177,10 @@ class Cleaner:
         self.blocked = check.blocked
 
     def blocked_pairs(self) -> list[tuple[str, str]]:
-        """(drawn part, proposed part) names of the changes the rule does not make."""
-        pairs = [] if self.blocked is None else zip(*np.nonzero(self.blocked))
+        """(drawn part, proposed part) names of the changes the rule does not make; none
+        for a model the guard stopped, which makes no changes at all."""
+        stopped = self.blocked is None or self.weak_reason is not None
+        pairs = [] if stopped else zip(*np.nonzero(self.blocked))
         return [(self.class_names[a], self.class_names[b]) for a, b in pairs]
 
     def scale(self, frame: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from jcas_napari.core.train import TrainEvent, TrainResult, fold_splits, train
 Models = list[tuple[Path, list[int] | None]]  # checkpoint, frames it cleans (None: all)
 
 
-def choose_folds(dataset: Sequence, folds: int | None = None) -> int:
+def choose_folds(folds: int | None = None) -> int:
     """``folds`` if given, else 1 (in-sample; see the module docstring for why)."""
     if folds is not None:
         if folds < 1:
@@ -61,7 +61,7 @@ def fit(
     on the other folds' sequences. ``train_kw`` goes to ``core.train.train`` (device,
     init_checkpoint, should_stop, resume, ...).
     """
-    k = choose_folds(dataset, folds)
+    k = choose_folds(folds)
     run_dir = Path(run_dir)
     result = FitResult()
     if k == 1:
@@ -133,7 +133,7 @@ def clean_models(
                 "t_c": cleaner.t_c.tolist(),
                 "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
-                "blocked": [] if cleaner.weak_reason else list(map(list, cleaner.blocked_pairs())),
+                "blocked": list(map(list, cleaner.blocked_pairs())),
             }
         if notes is not None:
             notes += model_notes(cleaner, name or "the model")
