@@ -8,7 +8,7 @@ q with T_C and the given label. Models trained without T (the CE baseline) give 
 posterior; it is corrected backwards with their anchor-estimated T first.
 
 Do no harm: a model whose held-out predictions of the labels are no better than the class
-frequencies (``guard``) proposes nothing, and ``weak_reason`` says why; a model that calls
+frequencies (``core.guards``) proposes nothing, and ``weak_reason`` says why; a model that calls
 more of the drawings of one part another part than that part may not relabel it as the
 other (``propose.disputed_parts``). A frame's noise
 score is the mean over its labelled pixels of P(given label is wrong | image).
@@ -28,23 +28,21 @@ from jcas_napari.core.batches import sequence_map
 from jcas_napari.core.checkpoint import load_checkpoint, model_from_checkpoint
 from jcas_napari.core.dar import pixel_affinity, to_grid
 from jcas_napari.core.device import pick_device
-from jcas_napari.core.infer import predict, to_tensor
-from jcas_napari.core.propose import (
-    Region,
-    RuleSettings,
-    band_transitions,
-    boundary_bands,
-    disputed_parts,
-    part_votes,
-    propose,
+from jcas_napari.core.guards import (
+    DataCheck,
+    check_on_data,
+    guard_transition,
+    model_guard,
+    with_probs,
 )
+from jcas_napari.core.infer import predict, to_tensor
+from jcas_napari.core.propose import Region, RuleSettings, boundary_bands, propose
 from jcas_napari.core.transitions import (
     backward_correct,
     clean_prior_from_noisy,
-    confident_joint_estimate,
     noise_rate,
 )
-from jcas_napari.core.validate import guard_scores, noisy_posterior_flat, sharpen
+from jcas_napari.core.validate import sharpen
 from jcas_napari.data.resize import resize_image
 
 __all__ = [
@@ -53,7 +51,9 @@ __all__ = [
     "DataCheck",
     "Region",
     "RuleSettings",
+    "check_on_data",
     "clean",
+    "guard_transition",
     "model_guard",
 ]
 
@@ -71,45 +71,6 @@ class CleaningResult:
     region_info: list[Region] = field(default_factory=list)
     noise_score: float = 0.0
     changed_fraction: float = 0.0
-
-
-def model_guard(ckpt: dict) -> str | None:
-    """Why this checkpoint must not propose changes, or None when its held-out check passed.
-
-    The check (``core.validate``): the held-out noisy labels must be predicted better than
-    by the class frequencies alone. A checkpoint without the check (an older format)
-    passes here; ``clean`` still checks it on the frames it cleans.
-    """
-    guard = ckpt.get("guard") or {}
-    gain = guard.get("val_gain")
-    if gain is None or not np.isfinite(gain):
-        return None
-    if gain <= 0:
-        return (
-            f"the model predicts held-out labels no better than the class frequencies "
-            f"do (NLL {guard['val_nll']:.3f} vs {guard['prior_nll']:.3f}): train it "
-            "longer, on more frames, or from the shipped model"
-        )
-    return None
-
-
-def guard_transition(ckpt: dict, t_anchor: np.ndarray) -> np.ndarray:
-    """The T [K,K] that maps a cleaner's q to the noisy posterior the checkpoint's
-    held-out guard scored (``core.epoch_end``), so that the check on the frames to clean
-    asks the same question: the learned T_C after stage 2 of a method that learns T; for
-    CE, ``t_anchor``, which its q was backward-corrected with; else I (stage 1 scores the
-    network's output as it is).
-
-    Not the anchor estimate for every method: its rows without anchors are the identity,
-    under which a label the model calls another class has probability 0, and a guard on
-    such a T stopped a good model (benchmark, asymmetric50 family b, seed 0).
-    """
-    stage = ckpt.get("stage")
-    if ckpt.get("method", "jcas") == "ce" or stage is None:  # older checkpoints: as before
-        return np.asarray(t_anchor, np.float64)
-    if int(stage) == 2 and "t_c" in ckpt:
-        return np.asarray(ckpt["t_c"], np.float64)
-    return np.eye(len(t_anchor))
 
 
 class Cleaner:
@@ -272,68 +233,8 @@ class Cleaner:
         return up[0, 0].cpu().numpy().astype(np.float32)
 
 
-def _with_probs(dataset: Sequence, cleaner: Cleaner, order: list[int], batch_size: int):
-    """(index, sample, q) per frame of ``order``, reading and predicting a batch at a time."""
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        samples = [dataset[i] for i in batch]
-        yield from zip(batch, samples, cleaner.probabilities([s.image for s in samples]))
-
-
 def _sequence_of(dataset: Sequence) -> dict[int, str]:
     return {i: name for name, idx in sequence_map(dataset).items() for i in idx}
-
-
-@dataclass
-class DataCheck:
-    """What ``check_on_data`` found on the frames to clean; all None without pixels."""
-
-    reason: str | None = None  # why the model must not propose here
-    t_c: np.ndarray | None = None  # [K,K] confident joint of these frames
-    t_bands: np.ndarray | None = None  # [B,K,K] the same per distance band
-    blocked: np.ndarray | None = None  # [K,K] bool, part -> part changes not supported
-
-
-def check_on_data(
-    dataset: Sequence, cleaner: Cleaner, order: Sequence[int], frames: int = 16
-) -> DataCheck:
-    """Look at up to ``frames`` of the frames to clean (evenly spaced) before cleaning.
-
-    Finds whether the model must not propose here at all (the guard), T_C estimated on
-    these frames by the confident joint, the same per band of distance to the label border
-    (``RuleSettings.boundary_bands``), and the part -> part changes the model's verdicts
-    on the drawn parts cannot support (``propose.disputed_parts``). For a model that never
-    saw these frames the guard is an honest test of transfer, and T says how noisy
-    **these** masks look, not the masks the model was trained on: clean masks give T near I.
-    """
-    pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
-    qs, labels, bands, votes = [], [], [], []
-    for _, s, q in _with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
-        lab = s.mask[::4, ::4].ravel()
-        keep = lab != cleaner.ignore_index
-        qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
-        labels.append(lab[keep].astype(np.intp))
-        band = boundary_bands(s.mask, cleaner.scale(s.mask))
-        bands.append(band[::4, ::4].ravel()[keep])
-        if cleaner.settings.part_check:
-            votes += part_votes(q, s.mask, band)
-    q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
-    k = len(cleaner.class_names)
-    g = guard_scores(noisy_posterior_flat(q, cleaner.t_guard), lab, k, cleaner.noisy_prior)
-    found = DataCheck()
-    if len(lab):
-        found.t_c = confident_joint_estimate(q, lab)
-        if cleaner.settings.boundary_bands:
-            found.t_bands = band_transitions(q, lab, band, found.t_c)
-        if cleaner.settings.part_check:
-            found.blocked = disputed_parts(votes, k)
-    if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
-        found.reason = (
-            f"on these frames the model predicts the given labels no better than the "
-            f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
-            "it does not know this kind of image; fine-tune it on this data"
-        )
-    return found
 
 
 def clean(
@@ -380,7 +281,7 @@ def clean(
         )
 
     prev = cur = None
-    for item in _chain(_with_probs(dataset, cleaner, needed, batch_size)):
+    for item in _chain(with_probs(dataset, cleaner, needed, batch_size)):
         if cur is not None and cur[0] in wanted_set:
             near = [x[2] for x in (prev, item) if neighbour(cur, x)]
             nb = np.mean(near, axis=0) if near else None
