@@ -175,6 +175,20 @@ def label_posterior(
     return np.where(ok[None], post, q).astype(np.float32)
 
 
+def expected_wrong(
+    q: np.ndarray, labels: np.ndarray, t: np.ndarray, bands: np.ndarray | None = None
+) -> float:
+    """Mean over pixels of P(clean != given label | given label, image): the share of the
+    labels the posterior expects to be wrong. q [N,K], labels [N] (all < K), T [K,K] or
+    [B,K,K] with band ids [N]."""
+    if len(labels) == 0:
+        return 0.0
+    post = label_posterior(
+        q.T[:, :, None], labels[:, None], t, None if bands is None else bands[:, None]
+    )
+    return float(1 - np.take_along_axis(post[:, :, 0], labels[None], 0).mean())
+
+
 def default_min_area(shape: tuple[int, int]) -> int:
     return max(9, int(round(shape[0] * shape[1] / 4000)))
 
