@@ -21,8 +21,9 @@ smaller of the two: a change needs support in the frame and in its neighbours.
 Candidates are grouped into regions per target class, after joining fragments closer than
 ``merge_radius``; regions under ``min_area`` are dropped. Each region scores the mean
 posterior of its target class, the probability that accepting it is right. Regions are
-accepted best first while the changed pixels stay within the frame's share of the noise
-rate that T_C and the class prior imply (``max_changed``).
+accepted best first while the changed pixels stay within the frame's budget
+(``max_changed``: its share of the noise rate that T_C and the class prior imply,
+``Cleaner.change_budget``).
 """
 
 from __future__ import annotations
