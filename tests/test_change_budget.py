@@ -83,3 +83,12 @@ def test_the_check_on_the_data_measures_the_expected_errors_and_reset_forgets_th
     assert any(r.changed_fraction > 0 for r in results)
     cleaner.reset()
     assert cleaner.wrong_share is None
+
+
+def test_the_report_says_how_the_budget_was_shared_out():
+    from jcas_napari.batch import budget_line
+
+    assert budget_line(0.01, None) == "change budget 1.00% of the labelled pixels of each frame"
+    shared = budget_line(0.01, [0.05, 0.2])
+    assert "shared out by each frame's expected errors" in shared
+    assert shared.endswith("(at most 4.00% of a frame)")
