@@ -191,17 +191,6 @@ def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
     plt.close(fig)
 
 
-def budget_line(rate: float, wrong_share: list | None) -> str:
-    """The change budget in words (``Cleaner.change_budget``)."""
-    text = f"change budget {100 * rate:.2f}% of the labelled pixels"
-    if not wrong_share or wrong_share[0] <= 0:
-        return text + " of each frame"
-    top = min(rate * wrong_share[1] / wrong_share[0], 1.0)
-    return text + (
-        f", shared out by each frame's expected errors (at most {100 * top:.2f}% of a frame)"
-    )
-
-
 def rule_lines(used: dict, names: list[str]) -> list[str]:
     """Markdown: per model, the share of labels its T_C (estimated on these frames) takes
     as right, T[i, i] per class, overall and per band of distance to the drawn borders,
@@ -213,7 +202,7 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
     for model, u in used.items():
         rows = [("all pixels (and within 2 input px of a border)", u["t_c"])]
         rows += list(zip(band_names()[1:], (u["t_bands"] or [])[1:]))
-        lines += [f"**{model}**: {budget_line(u['noise_rate'], u.get('wrong_share'))}", ""]
+        lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
         for drawn, other in u.get("blocked") or []:
             why = f"the model calls more drawn {drawn} {other} than {drawn}"
             lines += [f"No {drawn} → {other} changes: {why}.", ""]

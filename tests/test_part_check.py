@@ -126,7 +126,7 @@ def test_a_model_that_confuses_two_parts_leaves_them_alone_and_says_so(confused)
     # Without the check the confused model passes the guard and relabels wrists wholesale.
     cleaner, notes, _, lost = run(ds, q, RuleSettings(part_check=False))
     assert cleaner.weak_reason is None and not notes
-    assert lost > 0.1  # 22% of the wrist pixels, up to the change budget
+    assert lost > 0.1  # 22% of the wrist pixels, up to the change cap
     cleaner, notes, used, lost = run(ds, q)
     assert cleaner.blocked_pairs() == [("wrist", "clasper")]
     assert lost == 0.0

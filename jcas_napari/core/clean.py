@@ -36,7 +36,7 @@ from jcas_napari.core.guards import (
     with_probs,
 )
 from jcas_napari.core.infer import predict, to_tensor
-from jcas_napari.core.propose import Region, RuleSettings, boundary_bands, expected_wrong, propose
+from jcas_napari.core.propose import Region, RuleSettings, boundary_bands, propose
 from jcas_napari.core.transitions import (
     backward_correct,
     clean_prior_from_noisy,
@@ -113,7 +113,6 @@ class Cleaner:
         self.t_c = np.asarray(ckpt.get("t_c_anchor", ckpt.get("t_c", np.eye(k))), np.float64)
         self.t_bands: np.ndarray | None = None  # [B,K,K] per distance band, from the data
         self.blocked: np.ndarray | None = None  # [K,K] bool, from the data
-        self.wrong_share: tuple[float, float] | None = None  # from the data
         self.t_guard = guard_transition(ckpt, self.t_c)
         self.noise_rate = self._rate(self.t_c)
         self.weak_reason = model_guard(ckpt)
@@ -137,7 +136,6 @@ class Cleaner:
         if check.t_c is not None:
             self.use_transition(check.t_c, check.t_bands)
         self.blocked = check.blocked
-        self.wrong_share = check.wrong_share
 
     def blocked_pairs(self) -> list[tuple[str, str]]:
         """(drawn part, proposed part) names of the changes the rule does not make; none
@@ -190,13 +188,13 @@ class Cleaner:
         valid = given != self.ignore_index
         n_valid = max(int(valid.sum()), 1)
         given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
+        cap = int(np.ceil(self.noise_rate * n_valid))
         bands = None if self.t_bands is None else boundary_bands(given_k, self.scale(given))
-        t = self.t_c if self.t_bands is None else self.t_bands
         rule = propose(
             probs,
             given_k,
-            t,
-            max_changed=self.change_budget(probs, given_k, t, bands, valid),
+            self.t_c if self.t_bands is None else self.t_bands,
+            max_changed=cap,
             settings=self.settings,
             q_neighbours=neighbours,
             bands=bands,
@@ -218,35 +216,6 @@ class Cleaner:
             noise_score=float(rule.p_wrong[valid].sum() / n_valid),
             changed_fraction=changed / n_valid,
         )
-
-    def change_budget(
-        self,
-        probs: np.ndarray,
-        given: np.ndarray,
-        t: np.ndarray,
-        bands: np.ndarray | None,
-        valid: np.ndarray,
-    ) -> int:
-        """How many pixels of this frame may change (q [K,H,W], given, bands, valid [H,W]).
-
-        The noise rate that T_C and the prior imply is a rate for the data, not for each
-        frame: noise comes in frames and segments. So each frame gets the rate times its
-        share of the labels the posterior expects wrong, over the mean share of the frames
-        ``check_on_data`` looked at, and never more than the largest share seen there: a
-        frame the model finds unusually wrong cannot claim a budget no checked frame had.
-        """
-        n_valid = max(int(valid.sum()), 1)
-        rate = self.noise_rate
-        if self.wrong_share is not None and self.wrong_share[0] > 0:
-            mean, top = self.wrong_share
-            own = expected_wrong(
-                probs.reshape(len(probs), -1).T[valid.ravel()],
-                given[valid].astype(np.intp),
-                t,
-                None if bands is None else bands[valid],
-            )
-            rate *= min(own, top) / mean
-        return int(np.ceil(min(rate, 1.0) * n_valid))
 
     @torch.no_grad()
     def affinity_map(self, image: np.ndarray, y: int, x: int) -> np.ndarray:

@@ -20,7 +20,6 @@ from jcas_napari.core.propose import (
     band_transitions,
     boundary_bands,
     disputed_parts,
-    expected_wrong,
     part_votes,
 )
 from jcas_napari.core.transitions import confident_joint_estimate
@@ -85,8 +84,6 @@ class DataCheck:
     t_c: np.ndarray | None = None  # [K,K] confident joint of these frames
     t_bands: np.ndarray | None = None  # [B,K,K] the same per distance band
     blocked: np.ndarray | None = None  # [K,K] bool, part -> part changes not supported
-    # (mean, largest) over these frames of the share of labels the posterior expects wrong
-    wrong_share: tuple[float, float] | None = None
 
 
 def check_on_data(
@@ -102,16 +99,17 @@ def check_on_data(
     **these** masks look, not the masks the model was trained on: clean masks give T near I.
     """
     pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
-    per_frame, votes = [], []
+    qs, labels, bands, votes = [], [], [], []
     for _, s, q in with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
         lab = s.mask[::4, ::4].ravel()
         keep = lab != cleaner.ignore_index
+        qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
+        labels.append(lab[keep].astype(np.intp))
         band = boundary_bands(s.mask, cleaner.scale(s.mask))
-        sample = q[:, ::4, ::4].reshape(len(q), -1).T[keep]
-        per_frame.append((sample, lab[keep].astype(np.intp), band[::4, ::4].ravel()[keep]))
+        bands.append(band[::4, ::4].ravel()[keep])
         if cleaner.settings.part_check:
             votes += part_votes(q, s.mask, band)
-    q, lab, band = (np.concatenate(x) for x in zip(*per_frame))
+    q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
     k = len(cleaner.class_names)
     g = guard_scores(noisy_posterior_flat(q, cleaner.t_guard), lab, k, cleaner.noisy_prior)
     found = DataCheck()
@@ -121,11 +119,6 @@ def check_on_data(
             found.t_bands = band_transitions(q, lab, band, found.t_c)
         if cleaner.settings.part_check:
             found.blocked = disputed_parts(votes, k)
-        t = found.t_c if found.t_bands is None else found.t_bands
-        shares = [
-            expected_wrong(fq, fl, t, fb if t.ndim == 3 else None) for fq, fl, fb in per_frame
-        ]
-        found.wrong_share = (float(np.mean(shares)), float(np.max(shares)))
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         found.reason = (
             f"on these frames the model predicts the given labels no better than the "

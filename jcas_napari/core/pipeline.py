@@ -113,7 +113,7 @@ def clean_models(
     on where a run was interrupted. What a user must know about each model (``model_notes``:
     the guard's reason, or the part -> part changes it may not make) is appended to
     ``notes``; ``used`` receives, per checkpoint name, the T_C the rule used ([K,K], and
-    per distance band [B,K,K] or None), the change budget and the blocked part pairs, once
+    per distance band [B,K,K] or None), the change cap and the blocked part pairs, once
     that model has cleaned.
     """
     num_classes = getattr(getattr(dataset, "classes", None), "num_classes", None)
@@ -133,7 +133,6 @@ def clean_models(
                 "t_c": cleaner.t_c.tolist(),
                 "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
-                "wrong_share": None if cleaner.wrong_share is None else list(cleaner.wrong_share),
                 "blocked": list(map(list, cleaner.blocked_pairs())),
             }
         if notes is not None:

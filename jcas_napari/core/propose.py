@@ -21,9 +21,8 @@ smaller of the two: a change needs support in the frame and in its neighbours.
 Candidates are grouped into regions per target class, after joining fragments closer than
 ``merge_radius``; regions under ``min_area`` are dropped. Each region scores the mean
 posterior of its target class, the probability that accepting it is right. Regions are
-accepted best first while the changed pixels stay within the frame's budget
-(``max_changed``: its share of the noise rate that T_C and the class prior imply,
-``Cleaner.change_budget``).
+accepted best first while the changed pixels stay within the frame's share of the noise
+rate that T_C and the class prior imply (``max_changed``).
 """
 
 from __future__ import annotations
@@ -174,20 +173,6 @@ def label_posterior(
     post = q * lik
     post /= np.maximum(post.sum(0, keepdims=True), 1e-12)
     return np.where(ok[None], post, q).astype(np.float32)
-
-
-def expected_wrong(
-    q: np.ndarray, labels: np.ndarray, t: np.ndarray, bands: np.ndarray | None = None
-) -> float:
-    """Mean over pixels of P(clean != given label | given label, image): the share of the
-    labels the posterior expects to be wrong. q [N,K], labels [N] (all < K), T [K,K] or
-    [B,K,K] with band ids [N]."""
-    if len(labels) == 0:
-        return 0.0
-    post = label_posterior(
-        q.T[:, :, None], labels[:, None], t, None if bands is None else bands[:, None]
-    )
-    return float(1 - np.take_along_axis(post[:, :, 0], labels[None], 0).mean())
 
 
 def default_min_area(shape: tuple[int, int]) -> int:
