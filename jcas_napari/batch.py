@@ -13,8 +13,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +23,17 @@ from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
 from jcas_napari.core.pipeline import clean_models
 from jcas_napari.core.propose import band_names
-from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import (
     ClassInfo,
     Dataset,
-    DatasetError,
     atomic_write_bytes,
     encode_png,
     read_mask,
-    remove_stale_temp_files,
     write_image,
 )
 from jcas_napari.data.mask_format import MaskFormat, encode_mask, output_targets, stack_output
 from jcas_napari.data.viz import class_colours, overlay, palette
+from jcas_napari.output_state import check_clean_output, output_lock, resume_state
 from jcas_napari.plots import draw_heatmap
 
 
@@ -233,21 +230,9 @@ def clean_to_folder(
     guard writes the given masks unchanged; its reason is appended to ``notes``.
     Never writes into the dataset folder. Returns the score rows.
     """
-    out = check_output_dir(out, dataset.root)
+    out = check_clean_output(out, dataset)
     with shard.group_lock(out, output_lock):
         return _clean_locked(dataset, models, out, threshold, device, progress, n_worst, notes)
-
-
-def _resume_state(dataset, models, out: Path) -> tuple[dict, dict, dict]:
-    """What an earlier run left: (its finished frames' sidecars by id, each checkpoint's
-    identity, the identity of the model that cleans each frame: the first that lists it)."""
-    remove_stale_temp_files(out)  # left by a run that was killed mid-write
-    keys = {str(ckpt): _model_key(ckpt) for ckpt, _ in models}
-    owner: dict[int, str] = {}
-    for ckpt, idx in models:
-        for i in range(len(dataset)) if idx is None else idx:
-            owner.setdefault(i, keys[str(ckpt)])
-    return _finished_frames(out), keys, owner
 
 
 def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_worst, notes):
@@ -255,9 +240,10 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
     cleans its share and rank 0 writes scores.csv and the report (``shard``); the other
     ranks return []."""
     # Decided once, by rank 0, so that no rank sees another's new sidecars or model hash.
-    done, keys, owner = shard.from_rank0(lambda: _resume_state(dataset, models, out))
-    index = {f.id: i for i, f in enumerate(dataset.frames)}
     settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
+    done, keys, owner = shard.from_rank0(lambda: resume_state(dataset, models, out, settings))
+    index = {f.id: i for i, f in enumerate(dataset.frames)}
+    redo = sum(row.get("model") not in keys.values() for row in done.values())
 
     def finished(i: int, ckpt) -> bool:
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
@@ -288,6 +274,11 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
     done.update(merged[0])
     if notes is not None:
         notes.extend(merged[1])
+        if redo:
+            notes.append(
+                f"{redo} frames cleaned by an earlier run into this folder were cleaned "
+                "again: the model, the masks, the images or the settings changed since"
+            )
     if progress and len(merged[0]) > len(written):
         progress(len(merged[0]) - len(written))  # the frames the other ranks cleaned
     rows = [
@@ -323,58 +314,3 @@ def rule_transitions(out: Path, used: dict) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):  # absent or damaged: the report leaves the section out
         return {}
-
-
-def _model_key(ckpt: os.PathLike | str) -> str:
-    """Identity of a checkpoint: the SHA-256 of its bytes (a copy is the same model; a
-    retrained file at the same path is not)."""
-    import hashlib
-
-    path = Path(ckpt)
-    if not path.is_file():
-        return "missing"  # loading it will raise the clear error
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` (``out/.jcas.lock``) while cleaning into it: two
-    runs writing one folder would mix their masks and scores. Refused, not waited for."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; run one clean per folder
-        yield
-        return
-    with open(out / ".jcas.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetError(
-                out,
-                "another jcas clean is writing into this folder; wait "
-                "for it to finish or choose another --out",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _finished_frames(out: Path) -> dict[str, dict]:
-    """Score rows of frames a previous (interrupted) run already finished, by frame id."""
-    folder = out / "scores"
-    if not folder.is_dir():
-        return {}
-    rows = {}
-    for p in folder.rglob("*.json"):
-        try:
-            row = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue  # unreadable: the frame is simply done again
-        rows[row["id"]] = row
-    return rows

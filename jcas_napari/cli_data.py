@@ -145,8 +145,8 @@ def affinity_cmd(
     """Write the affinity map of one pixel: what DAR aggregates for it (bright = similar)."""
     import numpy as np
 
-    from jcas_napari.batch import check_output_dir
     from jcas_napari.core.clean import Cleaner
+    from jcas_napari.data.fsutil import check_output_dir
     from jcas_napari.data.io import open_dataset, write_image
 
     try:

@@ -22,9 +22,9 @@ T = TypeVar("T")
 def _open_for_writing(req: Request) -> Dataset:
     """Join torchrun's group, check --device, open the dataset and refuse an OUT that
     overlaps it (resolved: symlinks and '..' included)."""
-    from jcas_napari.batch import check_output_dir
     from jcas_napari.cli_runs import init_distributed
     from jcas_napari.core.device import pick_device
+    from jcas_napari.data.fsutil import check_output_dir
     from jcas_napari.data.io import open_dataset
 
     init_distributed()
@@ -157,16 +157,16 @@ def clean_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
-    from jcas_napari.batch import check_output_dir
     from jcas_napari.cli_runs import init_distributed
     from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
+    from jcas_napari.output_state import check_clean_output
 
     try:
         init_distributed()  # under torchrun: the ranks share the frames
         pick_device(device)  # an unknown device fails before any work, in one line
         ds = open_dataset(dataset)
-        check_output_dir(out, ds.root)
+        check_clean_output(out, ds)
         _clean_into(ds, [(model, None)], out, threshold, device)
     except _errors() as exc:
         _fail(str(exc))
@@ -224,8 +224,10 @@ def run_cmd(
 def _run(req: Request, resume: bool, overwrite: bool) -> None:
     from jcas_napari.cli_runs import drive
     from jcas_napari.core.pipeline import choose_folds, fit
+    from jcas_napari.output_state import check_clean_output
 
     ds = _open_for_writing(req)
+    check_clean_output(req.out, ds)  # before training: it would refuse after it
     k = choose_folds(req.folds)
     plan = _planned(req, ds, resume, overwrite, k)
     typer.echo(

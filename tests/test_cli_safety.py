@@ -15,7 +15,6 @@ from test_train import tiny_config, tree_hash
 from typer.testing import CliRunner
 
 from jcas_napari.assets import shipped_model
-from jcas_napari.batch import check_output_dir
 from jcas_napari.cli import app
 from jcas_napari.core.checkpoint import (
     CheckpointError,
@@ -25,6 +24,7 @@ from jcas_napari.core.checkpoint import (
 )
 from jcas_napari.core.config import Config, load_config
 from jcas_napari.core.config_check import DEPTHS, RULES
+from jcas_napari.data.fsutil import check_output_dir
 from jcas_napari.data.io import DatasetError
 from jcas_napari.data.make import make_dataset
 

@@ -99,7 +99,7 @@ def test_two_ranks_resume_and_redo_another_models_frames(single, tmp_path):
 
 @needs_torchrun
 def test_a_held_lock_refuses_every_rank(single, tmp_path):
-    from jcas_napari.batch import output_lock
+    from jcas_napari.output_state import output_lock
 
     out = tmp_path / "busy"
     with output_lock(out):
