@@ -463,6 +463,7 @@ def test_cleaning_tells_the_user_which_part_changes_were_not_made(viewer, qtbot,
     cleaner = cleaner_for(confused_model(ds))
     cleaner.source = trainer.session.checkpoint = "confused.pt"
     trainer.session.cleaner = cleaner
+    trainer._trained_from = trainer.form.source()  # as if trained here from this choice
     trainer.clean()
     qtbot.waitUntil(
         lambda: "corrected" in viewer.layers and trainer.start_btn.isEnabled(), timeout=60_000
@@ -472,3 +473,39 @@ def test_cleaning_tells_the_user_which_part_changes_were_not_made(viewer, qtbot,
     note = "no wrist -> clasper changes: it calls more of the parts drawn as wrist clasper"
     assert note in trainer.status.text()
     assert any(note in str(s) for s in seen)
+
+
+def test_clean_with_this_model_uses_the_model_the_picker_shows(viewer, qtbot, seen, tmp_path):
+    """Found by a new-user walkthrough: with a checkpoint file chosen and nothing trained,
+    'Clean with this model' cleaned with the shipped model and said nothing."""
+    from jcas_napari.napari.trainer import SHIPPED
+    from jcas_napari.napari.trainer_form import CHECKPOINT_CHOICE
+
+    add_small_data(viewer)
+    trainer = make_trainer(viewer)
+    broken = tmp_path / "trunc.pt"
+    broken.write_bytes(SHIPPED.read_bytes()[:2000])
+    trainer.form.model.value = CHECKPOINT_CHOICE
+    trainer.form.checkpoint.value = broken
+    trainer.clean()
+    wait_idle(trainer, qtbot)
+    assert "error" in trainer.status.text() and "trunc.pt" in trainer.status.text()
+    assert "corrected" not in viewer.layers
+    good = tmp_path / "mine.pt"
+    good.write_bytes(SHIPPED.read_bytes())
+    trainer.form.checkpoint.value = good
+    trainer.clean()
+    wait_idle(trainer, qtbot)
+    assert trainer.session.checkpoint == str(good) and "corrected" in viewer.layers
+    assert "mine.pt" in trainer.status.text()  # "cleaned 6 frames with mine.pt", or its note
+    # A fresh start chosen and nothing trained: no model to clean with, and it says so.
+    trainer.form.model.value = "fresh: small"
+    trainer.clean()
+    assert "no model to clean with yet" in trainer.status.text()
+    # A model trained here cleans while the picker shows what it started from.
+    trainer.session.checkpoint, trainer.session.models = str(good), [(str(good), None)]
+    trainer._trained_from = trainer.form.source()
+    trainer.clean()
+    wait_idle(trainer, qtbot)
+    assert trainer.session.models == [(str(good), None)]  # kept: not the picker's model
+    assert "no model" not in trainer.status.text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QEvent, QTimer
@@ -54,6 +55,8 @@ class TrainerWidget(QWidget):
         self._results: list = []
         self._notes: list[str] = []
         self._gen = None
+        # The model picker's (choice, file) when the current model's training started.
+        self._starting_from = self._trained_from = None
         self._source: ResultsSource | None = None  # the layers the current cleaning reads
         self.runs = work.RunFolders()
         self.form = TrainerForm(napari_viewer)
@@ -173,6 +176,7 @@ class TrainerWidget(QWidget):
             self._report(exc)
             return
         run_dir = self.runs.new()
+        self._starting_from = self.form.source()
         self._stop.clear()
         runtime.freeze_long_lived()
         gen = work.training_run(
@@ -241,6 +245,7 @@ class TrainerWidget(QWidget):
             return
         self.session.models = [(str(c), idx) for c, idx in result.models]
         self.session.checkpoint = str(result.models[0][0])
+        self._trained_from = self._starting_from
         self.session.model_ready.emit(self.session.checkpoint)
         self.status.setText(f"trained: {self.session.checkpoint}")
         self.clean()
@@ -265,13 +270,15 @@ class TrainerWidget(QWidget):
         try:
             image, masks = self.form.selected_layers()
             ds = self.dataset()
-        except ValueError as exc:  # no layer chosen, or frames and masks that do not fit
+            # The model trained here while the picker shows what it started from; else
+            # the one the picker shows (the shipped model or the chosen file).
+            if self.session.checkpoint is None or self.form.source() != self._trained_from:
+                self.session.checkpoint, self.session.models = self.form.model_to_clean(SHIPPED), []
+        except ValueError as exc:  # no layer or model chosen, or frames and masks that do not fit
             self._report(exc)
             return
         # What the results will belong to, read here on the GUI thread before the worker.
         self._source = ResultsSource.of(image, masks)
-        if self.session.checkpoint is None:
-            self.session.checkpoint = str(SHIPPED)
         self._results = []
         self._notes = []
         self._run_id += 1
@@ -307,7 +314,9 @@ class TrainerWidget(QWidget):
                 self.status.setText("idle")
             return
         self.show_results(results, class_info_of(self._source.mask_layer))
-        self.status.setText(f"cleaned {len(results)} frames with {self.session.checkpoint}")
+        trained = self.session.checkpoint != str(SHIPPED) and bool(self.session.models)
+        used = "the model trained here" if trained else Path(self.session.checkpoint).name
+        self.status.setText(f"cleaned {len(results)} frames with {used}")
         for note in self._notes:
             runtime.notify("warning", note)
             self.status.setText(note)

@@ -93,6 +93,7 @@ class TrainerForm(Container):
         # FileEdit is a line edit and a button: each carries the tip.
         self.checkpoint.line_edit.tooltip = TIPS["checkpoint"]
         self.checkpoint.choose_btn.tooltip = "Browse for the checkpoint file."
+        self.checkpoint.choose_btn.text = "Browse…"  # the name the README and errors use
         self.chosen_masks = ""  # the masks the user picked (then a truth layer is kept)
         self.masks.native.activated.connect(self._masks_chosen)  # user picks only
         self.model.changed.connect(self._model_changed)
@@ -149,6 +150,22 @@ class TrainerForm(Container):
         if current in devices:
             self.device.value = current
         self._device_changed(self.device.value)
+
+    def source(self) -> tuple[str, str | None]:
+        """What the model picker shows: its choice, and the file if it is a checkpoint."""
+        choice = self.model.value
+        return choice, str(self.checkpoint.value) if choice == CHECKPOINT_CHOICE else None
+
+    def model_to_clean(self, shipped: Path) -> str:
+        """The model the picker shows, to clean with: the shipped one or the chosen
+        checkpoint file (ValueError for a random start, which is no model yet)."""
+        init = self.config_and_init(shipped)[1]
+        if init is None:
+            raise ValueError(
+                "no model to clean with yet: press Start to train one, or choose the "
+                "shipped model or a checkpoint file"
+            )
+        return init
 
     def config_and_init(self, shipped: Path):
         """The training config and the checkpoint to start from (None: random init)."""
