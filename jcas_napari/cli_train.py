@@ -158,6 +158,7 @@ def clean_cmd(
 ) -> None:
     """Propose corrected masks: OUT/masks, changes, confidence, scores.csv, report.md."""
     from jcas_napari.cli_runs import init_distributed
+    from jcas_napari.core.checkpoint import load_checkpoint
     from jcas_napari.core.device import pick_device
     from jcas_napari.data.io import open_dataset
     from jcas_napari.output_state import check_clean_output
@@ -167,6 +168,8 @@ def clean_cmd(
         pick_device(device)  # an unknown device fails before any work, in one line
         ds = open_dataset(dataset)
         check_clean_output(out, ds)
+        # A bad checkpoint fails here, in one line, before OUT or a progress bar exists.
+        load_checkpoint(model, ds.classes.num_classes)
         _clean_into(ds, [(model, None)], out, threshold, device)
     except _errors() as exc:
         _fail(str(exc))

@@ -124,7 +124,7 @@ def test_cli_bad_dataset_and_checkpoint_errors(trained, tmp_path):
         app,
         ["clean", str(ds.root), "--model", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "o")],
     )
-    assert res.exit_code == 2 and "junk.pt: unreadable or truncated checkpoint" in res.output
+    assert res.exit_code == 2 and "junk.pt: not a PyTorch checkpoint file" in res.output
     res = runner.invoke(app, ["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "does not exist" in res.output
 

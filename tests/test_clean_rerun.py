@@ -123,3 +123,35 @@ def test_run_refuses_such_a_folder_before_training(trained, tmp_path):
     )
     assert res.exit_code != 0 and "masks" in res.output and "not the output of" in res.output
     assert sorted(os.listdir(mine)) == ["masks"]  # no run/ was trained
+
+
+@pytest.mark.parametrize("kind", ["random", "png", "truncated", "code"])
+def test_a_bad_checkpoint_is_one_line_and_leaves_nothing(trained, tmp_path, kind):
+    """Found by a new-user walkthrough: random bytes were called 'refused code', the torch
+    text was cut mid-word, and a pickle with code printed a torch warning and a progress
+    bar before the error, and left OUT/.jcas.lock behind."""
+    import torch
+    from test_train import _Evil
+
+    ds, best = trained
+    bad = tmp_path / "bad.pt"
+    if kind == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(1000))
+    elif kind == "png":
+        bad.write_bytes(next((ds / "masks").rglob("*.png")).read_bytes())
+    elif kind == "truncated":
+        bad.write_bytes(best.read_bytes()[:5000])
+    else:
+        torch.save({"model": _Evil()}, bad, _use_new_zipfile_serialization=False)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["clean", str(ds), "--model", str(bad), "--out", str(out)])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), res.output
+    expect = {
+        "random": "not a PyTorch checkpoint file",
+        "png": "not a PyTorch checkpoint file",
+        "truncated": "unreadable or truncated checkpoint: the file is damaged",
+        "code": "refused: it holds Python objects",
+    }[kind]
+    assert expect in lines[0] and not out.exists()

@@ -400,18 +400,14 @@ def test_a_file_that_is_not_a_checkpoint_gives_one_clean_line(viewer, qtbot, tmp
     assert trainer.session.checkpoint is None and trainer.runs.folders() == []
 
 
-def test_error_line_drops_the_cut_pytorch_message(tmp_path):
+def test_error_line_names_the_file_then_the_problem(tmp_path):
     from jcas_napari.core.checkpoint import CheckpointError
     from jcas_napari.napari.trainer_worker import error_line
 
     path = tmp_path / "model.pt"
-    exc = CheckpointError(
-        path,
-        "unreadable or truncated checkpoint (PytorchStreamReader "
-        "failed reading zip archive: failed finding central directo)",
-    )
+    exc = CheckpointError(path, "unreadable or truncated checkpoint: the file is damaged")
     assert error_line(exc) == (
-        f"model.pt: unreadable or truncated checkpoint: not a jcas-napari checkpoint ({path})"
+        f"model.pt: unreadable or truncated checkpoint: the file is damaged ({path})"
     )
     exc = CheckpointError(path, "checkpoint has 3 classes ['a', 'b', 'c'], the dataset has 4")
     assert error_line(exc).startswith("model.pt: checkpoint has 3 classes")

@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,14 +49,25 @@ def load_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive; files from torch < 1.6 are a bare pickle.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(path, "not a PyTorch checkpoint file (.pt)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:120]
-        raise CheckpointError(path, f"refused: not a plain-data checkpoint ({first})") from None
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on bad bytes
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise CheckpointError(path, f"unreadable or truncated checkpoint ({first})") from None
+        with warnings.catch_warnings():  # torch warns about old pickle protocols
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            path,
+            "refused: it holds Python objects, not only tensors and plain data "
+            "(jcas-napari never runs code from a checkpoint)",
+        ) from None
+    except Exception:  # noqa: BLE001 - torch.load raises many types on bad bytes
+        raise CheckpointError(
+            path, "unreadable or truncated checkpoint: the file is damaged or incomplete"
+        ) from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         raise CheckpointError(path, "not a jcas-napari checkpoint (missing model/config)")
     version = ckpt["format_version"]

@@ -8,7 +8,6 @@ put on screen. ``error_line`` turns an exception into the one line the user is s
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import weakref
@@ -156,26 +155,16 @@ def copy_checkpoint(source: str | os.PathLike, dest: Path) -> Path:
     return atomic_write_bytes(dest, Path(source).read_bytes())
 
 
-_CUT = re.compile(
-    r"^(unreadable or truncated checkpoint|refused: not a plain-data "
-    r"checkpoint) \(.*\)$"
-)
-
-
 def error_line(exc: BaseException) -> str:
     """One line for the user: the file and the problem, without library internals.
 
     A ``CheckpointError`` (checked by name: importing core.checkpoint imports torch) is
-    ``"<path>: <problem>"``; for bytes torch cannot read, the problem ends with the first
-    120 characters of PyTorch's own message, cut mid-sentence. That part is dropped.
+    ``"<path>: <problem>"``: shown as the file's name, the problem, then the full path.
     """
     path = getattr(exc, "path", None)
     text = str(exc).strip()
     if type(exc).__name__ == "CheckpointError" and path is not None:
         problem = text[len(str(path)) + 2 :] if text.startswith(str(path)) else text
-        cut = _CUT.match(problem)
-        if cut:
-            problem = f"{cut.group(1)}: not a jcas-napari checkpoint"
         return f"{Path(path).name}: {problem} ({path})"
     first = text.splitlines()[0] if text else type(exc).__name__
     return first if len(first) <= 300 else first[:297] + "..."
