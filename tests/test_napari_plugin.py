@@ -76,15 +76,15 @@ def test_reader_layouts(dataset, tmp_path):
 
     layers = get_reader(str(dataset))(str(dataset))
     assert [lay[2] for lay in layers] == ["image", "labels", "labels"]
-    assert layers[0][0].shape == (6, 128, 160, 3) and layers[1][0].shape == (6, 128, 160)
-    assert layers[1][1]["metadata"]["frame_ids"][0] == "seq_01/frame000"
+    assert layers[0][0].shape == (6, 128, 160, 3) and layers[-1][0].shape == (6, 128, 160)
+    assert layers[-1][1]["metadata"]["frame_ids"][0] == "seq_01/frame000"
     ds = open_dataset(dataset)
-    np.testing.assert_array_equal(layers[1][0][3], ds[3].mask)
+    np.testing.assert_array_equal(layers[-1][0][3], ds[3].mask)  # the user's masks: last
     images = np.stack([s.image for s in ds])
     masks = np.stack([s.mask for s in ds])
     write_stack(tmp_path / "stack", images, masks)
     stack = get_reader(str(tmp_path / "stack" / "images.tif"))(None)
-    np.testing.assert_array_equal(stack[1][0], masks)
+    np.testing.assert_array_equal(stack[-1][0], masks)
     assert get_reader(str(tmp_path)) is None  # not a dataset: other readers may try
 
 
@@ -244,7 +244,9 @@ def test_whole_flow_train_cancel_restart_clean_review_save(
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1700, 1050)
     viewer.open(str(dataset), plugin="jcas-napari")
-    assert [lay.name for lay in viewer.layers] == ["frames", "masks", "masks_clean"]
+    assert [lay.name for lay in viewer.layers] == ["frames", "masks_clean", "masks"]
+    # The user's masks are on top and selected: the hidden truth is never what a brush edits.
+    assert list(viewer.layers.selection) == [viewer.layers["masks"]]
     trainer = TrainerWidget(viewer)
     matrices = MatricesWidget(viewer)
     viewer.window.add_dock_widget(trainer, name="JCAS trainer", area="right")

@@ -315,10 +315,10 @@ def test_reader_marks_the_clean_masks_as_truth(folder_dataset):
 
     pytest.importorskip("napari")
     layers = get_reader(str(folder_dataset))(None)
-    assert [lay[1]["name"] for lay in layers] == ["frames", "masks", "masks_clean"]
-    assert layers[2][1]["metadata"]["ground_truth"] is True
-    assert "class_names" in layers[2][1]["metadata"]
-    assert not layers[1][1]["metadata"].get("ground_truth")
+    assert [lay[1]["name"] for lay in layers] == ["frames", "masks_clean", "masks"]
+    assert layers[1][1]["metadata"]["ground_truth"] is True
+    assert "class_names" in layers[1][1]["metadata"]
+    assert not layers[2][1]["metadata"].get("ground_truth")
 
 
 @pytest.mark.parametrize("where", ["inside", "containing"])

@@ -62,7 +62,7 @@ def _stacks(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 
 
 def read_dataset(root: Path) -> list:
-    """Layer data: frames (Image, T stack), masks (Labels) and, if present, masks_clean.
+    """Layer data: frames (Image, T stack), masks_clean if present, masks (Labels) on top.
 
     A bad dataset gives a napari error notification naming the file, and no layers.
     """
@@ -91,11 +91,8 @@ def read_dataset(root: Path) -> list:
         ),
     ]
     if clean is not None:
-        layers.append(
-            (
-                clean,
-                labels_kwargs(TRUTH_FILE_MASKS, ds.classes, truth=True, visible=False),
-                "labels",
-            )
-        )
+        # Below the user's masks: napari selects the last layer added, and a selected
+        # hidden truth layer is what a brush stroke would edit.
+        truth = labels_kwargs(TRUTH_FILE_MASKS, ds.classes, truth=True, visible=False)
+        layers.insert(1, (clean, truth, "labels"))
     return layers
