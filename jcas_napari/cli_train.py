@@ -138,8 +138,10 @@ def _clean_into(ds, models, out: Path, threshold, device) -> None:
         typer.echo(f"warning: {note}", err=True)
     skipped = len(rows) - bar.n
     note = f" ({skipped} frames already done by an earlier run were kept)" if skipped else ""
+    changed = sum(r["changed_fraction"] > 0 for r in rows)
     typer.echo(
-        f"wrote {len(rows)} cleaned masks to {out / 'masks'}{note}; report: {out / 'report.md'}"
+        f"wrote {len(rows)} cleaned masks ({changed} with proposed changes) to "
+        f"{out / 'masks'}{note}; report: {out / 'report.md'}"
     )
 
 

@@ -58,6 +58,9 @@ def test_an_unchanged_rerun_keeps_every_frame(trained, tmp_path):
     again = clean_cli(ds, best, tmp_path / "out")
     assert "6 frames already done by an earlier run were kept" in again
     assert "cleaned again" not in again
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()[1:]
+    changed = sum(float(r.split(",")[3]) > 0 for r in rows)
+    assert f"wrote 6 cleaned masks ({changed} with proposed changes)" in again
 
 
 def test_a_rerun_after_a_mask_changed_cleans_every_frame_again(trained, tmp_path):

@@ -123,6 +123,7 @@ def check_on_data(
         found.reason = (
             f"on these frames the model predicts the given labels no better than the "
             f"class frequencies do (NLL {g['val_nll']:.3f} vs {g['prior_nll']:.3f}): "
-            "it does not know this kind of image; fine-tune it on this data"
+            "it does not know these images well enough; fine-tune it on this data, or "
+            "train it longer or on more frames"
         )
     return found
