@@ -33,7 +33,7 @@ from jcas_napari.data.io import (
 )
 from jcas_napari.data.mask_format import MaskFormat, encode_mask, output_targets, stack_output
 from jcas_napari.data.viz import class_colours, overlay, palette
-from jcas_napari.output_state import check_clean_output, output_lock, resume_state
+from jcas_napari.output_state import check_clean_output, output_lock, resume_state, stale_note
 from jcas_napari.plots import draw_heatmap
 
 
@@ -243,7 +243,7 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
     settings = RuleSettings() if threshold is None else RuleSettings(min_posterior=threshold)
     done, keys, owner = shard.from_rank0(lambda: resume_state(dataset, models, out, settings))
     index = {f.id: i for i, f in enumerate(dataset.frames)}
-    redo = sum(row.get("model") not in keys.values() for row in done.values())
+    redone = stale_note(done, keys)
 
     def finished(i: int, ckpt) -> bool:
         return done.get(dataset.frames[i].id, {}).get("model") == keys[str(ckpt)]
@@ -273,12 +273,7 @@ def _clean_locked(dataset, models, out: Path, threshold, device, progress, n_wor
         return []
     done.update(merged[0])
     if notes is not None:
-        notes.extend(merged[1])
-        if redo:
-            notes.append(
-                f"{redo} frames cleaned by an earlier run into this folder were cleaned "
-                "again: the model, the masks, the images or the settings changed since"
-            )
+        notes.extend(merged[1] + redone)
     if progress and len(merged[0]) > len(written):
         progress(len(merged[0]) - len(written))  # the frames the other ranks cleaned
     rows = [

@@ -60,7 +60,7 @@ def inputs_key(dataset, settings) -> str:
     source = getattr(dataset, "class_source", None)
     for p in dict.fromkeys([*paths, *([source] if source is not None else [])]):
         st = Path(p).stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(p) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -80,6 +80,18 @@ def resume_state(dataset, models, out: Path, settings) -> tuple[dict, dict, dict
         for i in range(len(dataset)) if idx is None else idx:
             owner.setdefault(i, keys[str(ckpt)])
     return finished_frames(out), keys, owner
+
+
+def stale_note(done: dict, keys: dict) -> list[str]:
+    """A note when frames an earlier run finished (``done``) are redone: their results
+    carry none of the identities in ``keys`` (``resume_state``)."""
+    stale = sum(row.get("model") not in keys.values() for row in done.values())
+    if not stale:
+        return []
+    return [
+        f"{stale} frames cleaned by an earlier run into this folder were cleaned again: "
+        "the model, the masks, the images or the settings changed since"
+    ]
 
 
 def model_key(ckpt: os.PathLike | str) -> str:
