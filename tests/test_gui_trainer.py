@@ -494,6 +494,12 @@ def test_clean_with_this_model_uses_the_model_the_picker_shows(viewer, qtbot, se
     wait_idle(trainer, qtbot)
     assert trainer.session.checkpoint == str(good) and "corrected" in viewer.layers
     assert "mine.pt" in trainer.status.text()  # "cleaned 6 frames with mine.pt", or its note
+    # The table's frame ids share their start: a narrow column cuts them at the left.
+    from qtpy.QtCore import Qt
+
+    first = trainer.table.item(0, 0)
+    assert first.toolTip() == first.text() and "frame" in first.text()
+    assert trainer.table.textElideMode() == Qt.ElideLeft and not trainer.table.wordWrap()
     # A fresh start chosen and nothing trained: no model to clean with, and it says so.
     trainer.form.model.value = "fresh: small"
     trainer.clean()

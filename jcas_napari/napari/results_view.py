@@ -29,7 +29,12 @@ class ResultsView(QTableWidget):
         self.pending: list = []  # result layers still to add, one per turn
         self.on_layers_done: Callable[[], None] | None = None
         self.setHorizontalHeaderLabels(["frame", "noise score", "changed %"])
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the frame ids get the room
+        # Ids share their start (seq_02/...): cut a long one at the left, keep the frame.
+        self.setTextElideMode(Qt.ElideLeft)
+        self.setWordWrap(False)  # wrapping at the "/" would cut the frame off again
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setMinimumHeight(90)
@@ -54,6 +59,7 @@ class ResultsView(QTableWidget):
                 item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 item.setData(Qt.UserRole, r.index)  # the frame index, for jump_to_row
+                item.setToolTip(name)
                 self.setItem(row, col, item)
 
     def _put_next_layer(self) -> None:
