@@ -38,3 +38,17 @@ def test_a_symlink_loop_is_not_followed_and_is_reported(tmp_path):
     res = CliRunner().invoke(app, ["check", str(root)])
     assert res.exit_code == 0, res.output
     assert "8 frames in 2 sequence(s)" in res.output and "again: skipped" in res.output
+
+
+def test_check_lists_files_it_does_not_read(tmp_path):
+    """Found by a new-user walkthrough: notes.txt or .DS_Store among the frames were
+    skipped without a word, while the README says `jcas check` lists what it skipped."""
+    make_dataset(tmp_path / "ds", sequences=1, frames=2, size=(32, 40), seed=3)
+    (tmp_path / "ds" / "images" / "seq_01" / "notes.txt").write_text("to do")
+    (tmp_path / "ds" / "masks" / "seq_01" / ".DS_Store").write_bytes(b"\0")
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == 2
+    res = CliRunner().invoke(app, ["check", str(tmp_path / "ds")])
+    assert res.exit_code == 0, res.output
+    assert "notes.txt: skipped (not an image file)" in res.output
+    assert ".DS_Store: skipped (hidden file)" in res.output

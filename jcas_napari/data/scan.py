@@ -20,7 +20,7 @@ def index_folder(
     Symlinked folders are followed (sequences are often linked in from elsewhere), each
     real folder once: a link back into a folder already scanned (a loop, or a second link
     to the same sequence) is not entered, and is reported in ``skipped``, as are hidden
-    entries, so that nothing is left out silently.
+    entries and files that are not images, so that nothing is left out silently.
     """
     out: dict[str, Path] = {}
     found = []
@@ -40,7 +40,13 @@ def index_folder(
         dirnames[:] = keep
         found += [Path(dirpath) / f for f in filenames]
     for p in sorted(found):
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
+        if not p.is_file():
+            continue
+        if p.name.startswith("."):
+            _note(skipped, str(p), "hidden file")
+        elif p.suffix.lower() not in suffixes:
+            _note(skipped, str(p), "not an image file")
+        else:
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in out:
                 raise DatasetError(p, f"two files for frame {key!r}: also {out[key].name}")
