@@ -183,8 +183,8 @@ def run_cmd(
         ..., "--out", "-o", help="Output folder: run/ and the cleaning (outside DATASET)."
     ),
     config: str = typer.Option(None, help="small (default), deeplab-r101, or a .yaml path."),
-    epochs_warmup: int = typer.Option(None, min=0),
-    epochs_jcas: int = typer.Option(None, min=0),
+    epochs_warmup: int = typer.Option(None, min=0, help="Stage-1 epochs (default: config)."),
+    epochs_jcas: int = typer.Option(None, min=0, help="Stage-2 epochs (default: config)."),
     folds: int = typer.Option(
         None,
         min=1,
@@ -192,8 +192,10 @@ def run_cmd(
         "with the model that did not see it (out-of-sample; needs K sequences). "
         "Default 1 (in-sample): on 48-120 frames out-of-sample cleaned worse.",
     ),
-    threshold: float = typer.Option(None, min=0.0, max=1.0),
-    device: str = typer.Option("auto"),
+    threshold: float = typer.Option(
+        None, min=0.0, max=1.0, help="As for jcas clean: the posterior a change needs (0.5)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda."),
     seed: int = typer.Option(None, help="Random seed (default 0)."),
     resume: bool = typer.Option(
         False,
