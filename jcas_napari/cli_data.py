@@ -119,7 +119,9 @@ def evaluate_cmd(
         "one beside GT or PRED, else the 4 EndoVis part classes).",
     ),
 ) -> None:
-    """Print Dice and IoU per class and their foreground means, per image and dataset-level.
+    """Print Dice and IoU per class and their foreground means, in two conventions:
+    "per_image" (each frame scored alone, then averaged over the frames where the class is
+    present) and "dataset" (all frames' pixels pooled).
 
     PRED and GT are mask folders, TIFF stacks or EndoVis label sets (seq_N/labels/)."""
     import json
