@@ -336,6 +336,9 @@ def drive(gen, desc: str = "train"):
         bar.refresh()
 
     try:
-        return run_sync(gen, show)
+        result = run_sync(gen, show)
     finally:
         bar.close()
+    if rank() == 0 and bar.total is None:  # no event at all: every epoch was done before
+        tqdm.write("nothing left to train: every epoch of this run was already done")
+    return result

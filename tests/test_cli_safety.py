@@ -183,6 +183,7 @@ def test_resume_refuses_what_it_would_ignore(base, trained, tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
+    assert "nothing left to train" in res.output  # not silence
     assert (trained / "checkpoints" / "last.pt").read_bytes() == before
 
 
