@@ -41,6 +41,8 @@ def check_clean_output(out: os.PathLike | str, dataset) -> Path:
         return out
     source = getattr(dataset, "class_source", None)
     names = OUTPUT_NAMES + ((source.name,) if source is not None else ())
+    if getattr(dataset, "layout", "") == "endovis":  # its masks go to OUT/seq_N/labels/
+        names += tuple(f"{seq}/labels" for seq in dataset.sequences())
     clash = [n for n in names if (out / n).exists()]
     if clash:
         raise DatasetError(

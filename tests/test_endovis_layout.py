@@ -256,3 +256,18 @@ def test_napari_reader_opens_an_endovis_release(release):
     frames = next(d for d, _, kind in layers if kind == "image")
     masks = next(d for d, _, kind in layers if kind == "labels")
     assert frames.shape == (8, 64, 80, 3) and masks.shape == (8, 64, 80)
+
+
+def test_clean_output_refuses_a_folder_holding_an_unrelated_release(release, tmp_path):
+    """An EndoVis release's cleaned masks go to OUT/seq_N/labels/: an --out that already
+    holds the user's own seq_N/labels/ (not written by jcas) is refused, not overwritten."""
+    from jcas_napari.data.io import DatasetError, open_dataset
+    from jcas_napari.output_state import check_clean_output
+
+    ds = open_dataset(release[1])
+    out = tmp_path / "out"
+    (out / next(iter(ds.sequences())) / "labels").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="not the output of an earlier jcas clean"):
+        check_clean_output(out, ds)
+    (out / ".jcas.lock").touch()  # an earlier jcas clean's folder: a rerun may write
+    assert check_clean_output(out, ds) == out.resolve()
