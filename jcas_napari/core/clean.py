@@ -8,10 +8,10 @@ q with T_C and the given label. Models trained without T (the CE baseline) give 
 posterior; it is corrected backwards with their anchor-estimated T first.
 
 Do no harm: a model whose held-out predictions of the labels are no better than the class
-frequencies (``core.guards``) proposes nothing, and ``weak_reason`` says why; a model that calls
-more of the drawings of one part another part than that part may not relabel it as the
-other (``propose.disputed_parts``). A frame's noise
-score is the mean over its labelled pixels of P(given label is wrong | image).
+frequencies (``core.guards``) proposes nothing, and ``weak_reason`` says why; a model that
+calls more of the drawings of one part another part than that part may not relabel it as
+the other (``propose.disputed_parts``). A frame's noise score is the mean over its
+labelled pixels of P(given label is wrong | image).
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@
   predicts held-out noisy labels no better than the class frequencies proposes nothing.
 - ``check_on_data``: the same question asked on the frames to clean, plus what those
   frames say about their own noise: T_C by the confident joint, per band of distance to
-  the drawn borders, the part -> part changes the model's verdicts cannot support, and
-  how much of the frames the posterior expects to be wrong (for the change budget).
+  the drawn borders, and the part -> part changes the model's verdicts cannot support.
 """
 
 from __future__ import annotations

@@ -314,8 +314,10 @@ class TrainerWidget(QWidget):
                 self.status.setText("idle")
             return
         self.show_results(results, class_info_of(self._source.mask_layer))
-        trained = self.session.checkpoint != str(SHIPPED) and bool(self.session.models)
-        used = "the model trained here" if trained else Path(self.session.checkpoint).name
+        # Only a model trained here has fold models; the picker's model is one file.
+        used = (
+            "the model trained here" if self.session.models else Path(self.session.checkpoint).name
+        )
         self.status.setText(f"cleaned {len(results)} frames with {used}")
         for note in self._notes:
             runtime.notify("warning", note)
