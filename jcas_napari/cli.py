@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.command("make-dataset")(cli_data.make_dataset_cmd)
 app.command("check")(cli_data.check_cmd)

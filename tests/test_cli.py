@@ -21,6 +21,20 @@ def test_help_lists_commands():
     assert res.exit_code == 0 and "--noise" in res.output and "--seed" in res.output
 
 
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("clean", "--model"), ("run", "--folds"), ("train", "--init"), ("evaluate", "--classes")],
+)
+def test_help_is_plain_text_at_80_columns(command, flag):
+    """Plain help: a flag is not labelled <bool>, no line is wider than the terminal, and
+    no help text is cut short by a box."""
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert res.exit_code == 0
+    assert "<bool>" not in res.output and "╭" not in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    assert flag in res.output
+
+
 def test_make_dataset_writes_layout_and_reads_back(tmp_path):
     out = tmp_path / "gen"
     res = runner.invoke(

@@ -411,6 +411,30 @@ def test_widgets_are_compact_and_the_counter_is_never_cut_off(viewer, tmp_path, 
     assert counter.width() <= review.width()
 
 
+def test_a_short_narrow_dock_keeps_start_and_save_in_view_and_says_where_it_saved(
+    viewer, tmp_path, qtbot
+):
+    """At a laptop's dock size (1366x768 with three docks: about 280x260) Start and Save
+    sit at the top, nothing needs a sideways scroll, and the counter names the folder
+    saved to in full (the notification cuts long paths)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    review, root = review_of(viewer, tmp_path)
+    qtbot.addWidget(review)
+    review.resize(280, 260)
+    review.show()
+    qtbot.wait(50)
+    scroll = review.findChild(QScrollArea)
+    assert not scroll.horizontalScrollBar().isVisible()
+    for button in (review.start_btn, review.save_btn):
+        top_left = button.mapTo(scroll.viewport(), button.rect().topLeft())
+        assert 0 <= top_left.y() and top_left.y() + button.height() <= scroll.viewport().height()
+    review.out_edit.setText(str(tmp_path / "out"))
+    paths = review.save()
+    assert len(paths) == 4
+    assert f"saved 4 masks to {tmp_path / 'out' / 'masks'}" in review.counter.text()
+
+
 # ---------------------------------------------------------------- docs/matrices.png
 
 

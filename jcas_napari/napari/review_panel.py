@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -71,7 +72,7 @@ class ReviewPanel(QWidget):
         self.browse_btn.clicked.connect(self.browse)
         self.start_btn = QPushButton("Start review")
         self.start_btn.setToolTip("Review the last cleaning's proposals, worst frames first")
-        self.after_box = QCheckBox("Show the proposal in the region (B)")
+        self.after_box = QCheckBox("Show the proposal (B)")
         self.after_box.setChecked(True)
         self.after_box.setToolTip(
             "Inside the magenta edge of the region under review: ticked, the proposed "
@@ -98,13 +99,18 @@ class ReviewPanel(QWidget):
         inner = QWidget()
         column = QVBoxLayout(inner)
         column.addLayout(out_row)
-        column.addWidget(self.start_btn)
+        # Start and Save side by side at the top: a short dock scrolls the rest, not them.
+        actions = QHBoxLayout()
+        actions.addWidget(self.start_btn)
+        actions.addWidget(self.save_btn)
+        column.addLayout(actions)
         column.addLayout(grid)
-        for w in (self.after_box, self.counter, self.save_btn):
+        for w in (self.after_box, self.counter):
             column.addWidget(w)
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
         QVBoxLayout(self).addWidget(scroll)
         self.start_btn.clicked.connect(self.start)

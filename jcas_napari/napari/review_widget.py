@@ -317,4 +317,7 @@ class ReviewWidget(ReviewPanel):
             self._notify(str(exc), error=True)
             return []
         notify("info", f"saved {len(paths)} reviewed masks to {out / 'masks'}")
+        # The notification cuts long paths; the counter keeps the whole one until the
+        # next decision.
+        self.counter.setText(f"{self.counter.text()}\nsaved {len(paths)} masks to {out / 'masks'}")
         return paths
