@@ -147,6 +147,20 @@ def test_trainer_is_compact_in_its_dock(viewer):
     assert trainer.sizeHint().height() <= 700
 
 
+def test_a_short_dock_keeps_start_and_cancel_in_view(viewer, qtbot):
+    """At a laptop's dock size (1366x768 with three docks: about 280x260) the form
+    scrolls and the buttons, progress and status stay visible under it."""
+    trainer = make_trainer(viewer)
+    qtbot.addWidget(trainer)
+    trainer.resize(280, 260)
+    trainer.show()
+    qtbot.wait(50)
+    for widget in (trainer.start_btn, trainer.cancel_btn, trainer.progress, trainer.status):
+        top_left = widget.mapTo(trainer, widget.rect().topLeft())
+        assert widget.isVisible() and 0 <= top_left.y()
+        assert top_left.y() + widget.height() <= trainer.height(), widget
+
+
 # ---------------------------------------------------------------------- item 4: opening
 
 

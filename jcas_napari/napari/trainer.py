@@ -34,7 +34,7 @@ from jcas_napari.napari.plot import loss_plot_widget
 from jcas_napari.napari.provenance import ResultsSource
 from jcas_napari.napari.results_view import ResultsView
 from jcas_napari.napari.session import session_for
-from jcas_napari.napari.trainer_form import TIPS, TrainerForm, scrolling_column
+from jcas_napari.napari.trainer_form import TIPS, TrainerForm, column_of, scrolling_column
 
 SHIPPED = shipped_model()
 PRELOAD_POLL_MS = 100
@@ -94,12 +94,13 @@ class TrainerWidget(QWidget):
         self.table = self.results
 
     def _lay_out(self) -> None:
-        """Form, buttons, progress, loss plot and table, in a scroll area (short dock)."""
+        """Form, loss plot and table scroll; the buttons, progress and status stay in view
+        under them, so that a short dock (a laptop screen) never hides Start or Cancel."""
         buttons = (self.start_btn, self.cancel_btn, self.clean_btn, self.save_btn)
-        parts = (self.form.native, buttons, self.progress, self.status, self.canvas, self.table)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scrolling_column(parts))
+        outer.addWidget(scrolling_column((self.form.native, self.canvas, self.table)), 1)
+        outer.addWidget(column_of((buttons, self.progress, self.status)))
 
     def _connect(self) -> None:
         self.start_btn.clicked.connect(self.start)

@@ -196,9 +196,9 @@ class VerticalScroll(QScrollArea):
         return hint
 
 
-def scrolling_column(parts) -> VerticalScroll:
-    """The widgets ``parts`` one under the other in a ``VerticalScroll``; a tuple in
-    ``parts`` is a group of buttons, laid out two per row."""
+def column_of(parts) -> QWidget:
+    """The widgets ``parts`` one under the other; a tuple in ``parts`` is a group of
+    buttons, laid out two per row."""
     inner = QWidget()
     column = QVBoxLayout(inner)
     for part in parts:
@@ -209,8 +209,13 @@ def scrolling_column(parts) -> VerticalScroll:
             column.addLayout(grid)
         else:
             column.addWidget(part)
+    return inner
+
+
+def scrolling_column(parts) -> VerticalScroll:
+    """:func:`column_of` in a ``VerticalScroll``."""
     scroll = VerticalScroll()
-    scroll.setWidget(inner)
+    scroll.setWidget(column_of(parts))
     return scroll
 
 
