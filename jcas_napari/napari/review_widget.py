@@ -32,7 +32,7 @@ KEYS = {
     "Control-Shift-z": "redo",
 }
 STATE_FILE = "review_state.json"
-REVIEW_HEIGHT = 300  # px: its buttons and the counter without scrolling
+REVIEW_HEIGHT = 270  # px: its buttons and the counter without scrolling
 
 
 def _set_aside(path: Path) -> Path:

@@ -94,13 +94,18 @@ class TrainerWidget(QWidget):
         self.table = self.results
 
     def _lay_out(self) -> None:
-        """Form, loss plot and table scroll; the buttons, progress and status stay in view
-        under them, so that a short dock (a laptop screen) never hides Start or Cancel."""
-        buttons = (self.start_btn, self.cancel_btn, self.clean_btn, self.save_btn)
+        """Form, the model buttons, loss plot and table scroll; Start, Cancel, progress and
+        status stay in view under them, so that a short dock (a laptop screen with every
+        dock open) never hides them."""
+        models = (self.clean_btn, self.save_btn)
+        parts = (self.form.native, models, self.canvas, self.table)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scrolling_column((self.form.native, self.canvas, self.table)), 1)
-        outer.addWidget(column_of((buttons, self.progress, self.status)))
+        outer.addWidget(scrolling_column(parts), 1)
+        bar = column_of(((self.start_btn, self.cancel_btn), self.progress, self.status))
+        margins = bar.layout().contentsMargins()
+        bar.layout().setContentsMargins(margins.left(), 2, margins.right(), 2)
+        outer.addWidget(bar)
 
     def _connect(self) -> None:
         self.start_btn.clicked.connect(self.start)
