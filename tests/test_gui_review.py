@@ -433,6 +433,8 @@ def test_a_short_narrow_dock_keeps_start_and_save_in_view_and_says_where_it_save
     paths = review.save()
     assert len(paths) == 4
     assert f"saved 4 masks to {tmp_path / 'out' / 'masks'}" in review.counter.text()
+    review.save()
+    assert review.counter.text().count("saved 4 masks to") == 1
 
 
 # ---------------------------------------------------------------- docs/matrices.png

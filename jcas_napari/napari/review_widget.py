@@ -319,5 +319,6 @@ class ReviewWidget(ReviewPanel):
         notify("info", f"saved {len(paths)} reviewed masks to {out / 'masks'}")
         # The notification cuts long paths; the counter keeps the whole one until the
         # next decision.
-        self.counter.setText(f"{self.counter.text()}\nsaved {len(paths)} masks to {out / 'masks'}")
+        counts = self.counter.text().split("\nsaved ")[0]  # a second save replaces the line
+        self.counter.setText(f"{counts}\nsaved {len(paths)} masks to {out / 'masks'}")
         return paths
