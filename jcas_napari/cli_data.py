@@ -51,8 +51,9 @@ def make_dataset_cmd(
         0.0,
         "--vary",
         min=0.0,
-        help="Strength of random appearance variation (lighting, colour, blood, smoke, "
-        "highlights, blur, noise); 0 = off, 1 = typical.",
+        help="Strength of random variation per sequence: appearance (lighting, colour, "
+        "blood, smoke, highlights, blur, noise) and, in family a, instrument colours, "
+        "proportions and zoom and tissue hue; 0 = off, 1 = typical.",
     ),
 ) -> None:
     """Generate a synthetic surgical dataset with noisy masks/ and true masks_clean/."""

@@ -53,3 +53,47 @@ def test_sequences_move_smoothly():
     far = iou(masks[0], masks[9])
     assert near > 0.6 and near > far
     assert not np.array_equal(masks[0], masks[1])
+
+
+def _styled(style, seed: int = 7):
+    """Two frames of family A at 128x160 drawn with ``style`` from the same scene seed."""
+    from jcas_napari.data.synthetic import iter_sequence
+
+    frames = list(iter_sequence(2, np.random.default_rng(seed), (128, 160), 1, style=style))
+    return np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames])
+
+
+def test_default_style_draws_plain_family_a():
+    from jcas_napari.data.tool_style import DEFAULT, draw_style
+
+    assert draw_style(np.random.default_rng(0), 0.0) is DEFAULT
+    plain = make_sequence(2, np.random.default_rng(7), (128, 160), n_instruments=1)
+    for a, b in zip(plain, _styled(DEFAULT)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_style_zooms_recolours_and_keeps_masks_exact():
+    from dataclasses import replace
+
+    from jcas_napari.data.tool_style import DEFAULT, hue_matrix
+
+    small = _styled(replace(DEFAULT, size=0.5))[1]
+    large = _styled(replace(DEFAULT, size=2.0))[1]
+    assert (large > 0).sum() > 2.5 * (small > 0).sum() > 0
+    white = replace(DEFAULT, palette=np.full((3, 3), 0.85))
+    images, masks = _styled(white)
+    plain_images, plain_masks = _styled(DEFAULT)
+    np.testing.assert_array_equal(masks, plain_masks)  # colour never moves a border
+    shaft = masks == 1
+    assert images[shaft].mean() > plain_images[shaft].mean() + 60
+    blue = replace(DEFAULT, tissue=hue_matrix(2 * np.pi / 3, 1.0))
+    tissue = _styled(blue)[0][masks == 0].reshape(-1, 3).mean(0)
+    plain_tissue = plain_images[masks == 0].reshape(-1, 3).mean(0)
+    assert plain_tissue[0] > plain_tissue[2] and tissue[0] < tissue[1]
+
+
+def test_hue_matrix_keeps_grey():
+    from jcas_napari.data.tool_style import hue_matrix
+
+    grey = np.array([0.4, 0.4, 0.4])
+    np.testing.assert_allclose(hue_matrix(1.3, 0.5) @ grey, grey, atol=1e-9)

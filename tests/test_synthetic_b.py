@@ -175,3 +175,18 @@ def test_vary_leaves_the_black_frame_black():
     for k in range(4):
         out = vary(image, mask, np.random.default_rng(k), strength=2.0)
         assert out[0, 0].max() == 0 and out[-1, -1].max() == 0
+
+
+def test_family_a_with_vary_draws_a_style_per_sequence(tmp_path):
+    from jcas_napari.data.tool_style import draw_style
+
+    out = make_dataset(tmp_path / "a", sequences=2, frames=1, size=SMALL, seed=3, vary=1.0)
+    _, cleans = _read_images(out, 2)
+    restyled = 0
+    for s, clean in enumerate(cleans):
+        style = draw_style(np.random.default_rng([3, s, 3]), 1.0)
+        direct = synthetic.iter_sequence(1, np.random.default_rng([3, s]), SMALL, style=style)
+        np.testing.assert_array_equal(clean, next(direct)[1])
+        plain = synthetic.iter_sequence(1, np.random.default_rng([3, s]), SMALL)
+        restyled += not np.array_equal(clean, next(plain)[1])
+    assert restyled >= 1  # the zoom changed at least one sequence's geometry

@@ -15,11 +15,13 @@ Lengths are defined at 256x320 and scale with the frame size.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize
+
+from jcas_napari.data.tool_style import DEFAULT, Style
 
 SHAFT, WRIST, CLASPER = 1, 2, 3
 REF_SIZE = 256.0
@@ -41,6 +43,7 @@ class Instrument:
     phase: np.ndarray  # (4,)
     angle_amp: float
     shade: float  # brightness of the metal parts
+    palette: np.ndarray = field(default_factory=lambda: DEFAULT.palette)  # (3, 3) RGB
 
     def at(self, t: int) -> tuple[np.ndarray, float, float]:
         """Tip (y, x), axis angle and half opening angle at frame ``t``."""
@@ -80,8 +83,13 @@ def _vessels(h: int, w: int, rng: np.random.Generator, scale: float) -> np.ndarr
     return np.clip(thin / max(thin.max(), 1e-6) * 1.8, 0, 1)
 
 
-def tissue_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """(h, w, 3) float32 RGB tissue texture in [0, 1], before vignette and border."""
+def tissue_background(
+    h: int, w: int, rng: np.random.Generator, tint: np.ndarray | None = None
+) -> np.ndarray:
+    """(h, w, 3) float32 RGB tissue texture in [0, 1], before vignette and border.
+
+    ``tint`` (3, 3), if given, maps every RGB colour (a hue or saturation change).
+    """
     scale = min(h, w) / REF_SIZE
     low = _smooth_field(h, w, 4, rng)
     mid = _smooth_field(h, w, 14, rng)
@@ -99,7 +107,10 @@ def tissue_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     # Wet tissue: small specular glints where the fine texture peaks.
     glint = np.clip((fine + 0.6 * mid - 2.3) * 3.0, 0, 1)
     glint = ndi.gaussian_filter(glint, 0.7 * scale)[..., None]
-    return np.clip(img + glint * 0.9, 0, 1).astype(np.float32)
+    img = img + glint * 0.9
+    if tint is not None:
+        img = img @ np.asarray(tint, np.float32).T
+    return np.clip(img, 0, 1).astype(np.float32)
 
 
 def endoscope_aperture(h: int, w: int) -> np.ndarray:
@@ -118,9 +129,15 @@ def vignette(h: int, w: int) -> np.ndarray:
     return np.clip(1.0 - 0.38 * r2, 0.25, 1).astype(np.float32)
 
 
-def random_instrument(h: int, w: int, rng: np.random.Generator, direction: float) -> Instrument:
-    """An instrument whose shaft comes in from ``direction`` (radians, from the centre)."""
-    s = min(h, w) / REF_SIZE
+def random_instrument(
+    h: int, w: int, rng: np.random.Generator, direction: float, style: Style = DEFAULT
+) -> Instrument:
+    """An instrument whose shaft comes in from ``direction`` (radians, from the centre).
+
+    ``style`` sets its colours, proportions and zoom; :data:`DEFAULT` draws from ``rng``
+    exactly as family A always has, so seeds keep their scenes.
+    """
+    s = min(h, w) / REF_SIZE * style.size
     r = rng.uniform(0.0, 0.3) * min(h, w)
     a = rng.uniform(0, 2 * np.pi)
     tip = np.array([h / 2 + r * np.sin(a), w / 2 + r * np.cos(a)])
@@ -130,8 +147,8 @@ def random_instrument(h: int, w: int, rng: np.random.Generator, direction: float
         tip=tip,
         angle=direction + np.pi + rng.normal(0, 0.25),
         shaft_width=width,
-        wrist_length=width * rng.uniform(1.0, 1.5),
-        jaw_length=width * rng.uniform(1.7, 2.4),
+        wrist_length=width * rng.uniform(*style.wrist_ratio),
+        jaw_length=width * rng.uniform(*style.jaw_ratio),
         open_min=lo,
         open_max=lo + np.deg2rad(rng.uniform(10, 30)),
         amp=rng.uniform(4, 18, 2) * s,
@@ -139,6 +156,7 @@ def random_instrument(h: int, w: int, rng: np.random.Generator, direction: float
         phase=rng.uniform(0, 2 * np.pi, 4),
         angle_amp=rng.uniform(0.05, 0.25),
         shade=rng.uniform(0.85, 1.1),
+        palette=style.palette,
     )
 
 
@@ -178,10 +196,10 @@ def render_instrument(
         jaws |= jaw
         jaw_u = np.where(jaw, ju, jaw_u)
     k = ins.shade
-    colour = _metal(v / half, np.array([0.16, 0.16, 0.18]) * k, 0.55)
-    wrist_col = _metal(v / wrist_half, np.array([0.58, 0.58, 0.62]) * k, 0.35)
+    colour = _metal(v / half, ins.palette[0] * k, 0.55)
+    wrist_col = _metal(v / wrist_half, ins.palette[1] * k, 0.35)
     wrist_col *= (0.85 + 0.15 * np.cos(u * 2 * np.pi / (0.3 * ins.shaft_width)))[..., None]
-    jaw_col = _metal(v / half, np.array([0.7, 0.7, 0.74]) * k, 0.3)
+    jaw_col = _metal(v / half, ins.palette[2] * k, 0.3)
     jaw_col *= (0.8 + 0.2 * np.cos(jaw_u * 2 * np.pi / 3.0))[..., None]
     colour = np.where(wrist[..., None], wrist_col, colour)
     colour = np.where(jaws[..., None], jaw_col, colour)
@@ -207,21 +225,26 @@ def iter_sequence(
     rng: np.random.Generator,
     size: tuple[int, int] = (256, 320),
     n_instruments: int | None = None,
+    style: Style | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``n_frames`` frames of one video: (image (H,W,3) uint8, mask (H,W) uint8).
 
-    ``n_instruments`` defaults to a draw from 1 to 3 for the whole sequence.
+    ``n_instruments`` defaults to a draw from 1 to 3 for the whole sequence. ``style``
+    (:func:`jcas_napari.data.tool_style.draw_style`) changes the instruments' colours,
+    proportions and zoom and the tissue's hue; ``None`` draws plain family A.
     """
+    style = style or DEFAULT
     h, w = size
     s = min(h, w) / REF_SIZE
     margin = int(24 * s)
-    background = tissue_background(h + 2 * margin, w + 2 * margin, rng)
+    tint = None if style is DEFAULT else style.tissue
+    background = tissue_background(h + 2 * margin, w + 2 * margin, rng, tint)
     aperture = endoscope_aperture(h, w)
     light = vignette(h, w)
     n = int(n_instruments if n_instruments is not None else rng.integers(1, 4))
     start = rng.uniform(0, 2 * np.pi)
     directions = start + np.arange(n) * 2 * np.pi / max(n, 1) + rng.normal(0, 0.3, n)
-    tools = [random_instrument(h, w, rng, d) for d in directions]
+    tools = [random_instrument(h, w, rng, d, style) for d in directions]
     order = rng.permutation(n)
     pan_freq, pan_phase = rng.uniform(0.02, 0.06, 2), rng.uniform(0, 2 * np.pi, 2)
     blur = rng.uniform(0.5, 0.9) * s
