@@ -19,6 +19,7 @@ import torch
 
 from jcas_napari.core.config import Config
 from jcas_napari.core.model import JCASNet
+from jcas_napari.data.fsutil import checkpoint_file_problem
 from jcas_napari.data.io import atomic_write_bytes
 
 FORMAT_VERSION = 1
@@ -47,13 +48,9 @@ def load_checkpoint(path: os.PathLike | str, num_classes: int | None = None) -> 
     file, or for one whose class count differs from ``num_classes``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "checkpoint file not found")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive; files from torch < 1.6 are a bare pickle.
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise CheckpointError(path, "not a PyTorch checkpoint file (.pt)")
+    problem = checkpoint_file_problem(path)
+    if problem:
+        raise CheckpointError(path, problem)
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols
             warnings.simplefilter("ignore")

@@ -88,6 +88,23 @@ def remove_stale_temp_files(folder: os.PathLike | str) -> int:
     return len(stale)
 
 
+def checkpoint_file_problem(path: os.PathLike | str) -> str | None:
+    """Why ``path`` cannot be a PyTorch checkpoint, from its first bytes; None if it may be.
+
+    A cheap look that needs no torch, so the GUI can refuse a wrong file before starting a
+    worker: ``torch.save`` writes a zip archive, and torch < 1.6 a bare pickle (byte 0x80).
+    A truncated archive passes; loading it says so.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "checkpoint file not found"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    return "not a PyTorch checkpoint file (.pt)"
+
+
 def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
     """Refuse an output folder that is, lies inside, or contains the input dataset.
 

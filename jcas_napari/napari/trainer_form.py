@@ -222,19 +222,15 @@ def scrolling_column(parts) -> VerticalScroll:
 def check_checkpoint_file(path: Path | str | None) -> Path:
     """A cheap look at a chosen checkpoint before a run starts (ValueError if wrong).
 
-    torch.save writes a zip archive (or, in the legacy format, a pickle that starts with
-    byte 0x80). Anything else is refused here in one line naming the file, instead of a
-    cut PyTorch message from inside the worker.
+    The same header check as the core's loader, without torch, so a wrong file gets one
+    line naming it before any worker starts; a damaged archive is reported by the loader.
     """
-    import zipfile
+    from jcas_napari.data.fsutil import checkpoint_file_problem
 
     p = Path(path) if path is not None else None
     if p is None or str(p) in ("", "."):  # FileEdit's empty value is Path(".")
         raise ValueError("choose a checkpoint file (Browse…)")
-    if not p.is_file():
-        raise ValueError(f"checkpoint file not found: {p}")
-    with open(p, "rb") as fh:
-        head = fh.read(2)
-    if not (zipfile.is_zipfile(p) or head[:1] == b"\x80"):
-        raise ValueError(f"{p.name} is not a PyTorch checkpoint (.pt) file: {p}")
+    problem = checkpoint_file_problem(p)
+    if problem:
+        raise ValueError(f"{p.name}: {problem} ({p})")
     return p
