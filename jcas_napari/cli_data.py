@@ -51,9 +51,15 @@ def make_dataset_cmd(
         0.0,
         "--vary",
         min=0.0,
-        help="Strength of random variation per sequence: appearance (lighting, colour, "
-        "blood, smoke, highlights, blur, noise) and, in family a, instrument colours, "
-        "proportions and zoom and tissue hue; 0 = off, 1 = typical.",
+        help="Strength of random appearance variation per sequence (lighting, colour, "
+        "blood, smoke, highlights, blur, noise); 0 = off, 1 = typical.",
+    ),
+    style: float = typer.Option(
+        0.0,
+        "--style",
+        min=0.0,
+        help="Family a only: strength of random scene styles per sequence (instrument "
+        "colours, proportions and zoom, tissue hue); 0 = off, 1 = full ranges.",
     ),
 ) -> None:
     """Generate a synthetic surgical dataset with noisy masks/ and true masks_clean/."""
@@ -78,6 +84,7 @@ def make_dataset_cmd(
                 progress=bar.update,
                 family=family,
                 vary=vary,
+                style=style,
             )
     except (DatasetError, ValueError) as exc:
         _fail(str(exc))

@@ -157,6 +157,10 @@ def test_make_dataset_rejects_bad_family_and_vary(tmp_path):
         make_dataset(tmp_path / "x", sequences=1, frames=1, size=SMALL, family="c")
     with pytest.raises(ValueError, match="vary"):
         make_dataset(tmp_path / "y", sequences=1, frames=1, size=SMALL, vary=-1.0)
+    with pytest.raises(ValueError, match="style must be"):
+        make_dataset(tmp_path / "z", sequences=1, frames=1, size=SMALL, style=-0.5)
+    with pytest.raises(ValueError, match="family a only"):
+        make_dataset(tmp_path / "w", sequences=1, frames=1, size=SMALL, family="b", style=1.0)
 
 
 def test_cli_family_and_vary_options(tmp_path):
@@ -168,6 +172,12 @@ def test_cli_family_and_vary_options(tmp_path):
     assert record["family"] == "b" and record["vary"] == 0.5
     res = CliRunner().invoke(app, ["make-dataset", str(tmp_path / "z"), "--family", "q"])
     assert res.exit_code == 2 and "family" in res.output
+    res = CliRunner().invoke(app, ["make-dataset", str(tmp_path / "s"), *args[2:], "--style", "1"])
+    assert res.exit_code == 0 and json.loads((tmp_path / "s" / "noise.json").read_text())["style"]
+    res = CliRunner().invoke(
+        app, ["make-dataset", str(tmp_path / "t"), "--family", "b", "--style", "1"]
+    )
+    assert res.exit_code == 2 and "family a only" in res.output
 
 
 def test_vary_leaves_the_black_frame_black():
@@ -177,10 +187,10 @@ def test_vary_leaves_the_black_frame_black():
         assert out[0, 0].max() == 0 and out[-1, -1].max() == 0
 
 
-def test_family_a_with_vary_draws_a_style_per_sequence(tmp_path):
+def test_family_a_with_style_draws_one_per_sequence(tmp_path):
     from jcas_napari.data.tool_style import draw_style
 
-    out = make_dataset(tmp_path / "a", sequences=2, frames=1, size=SMALL, seed=3, vary=1.0)
+    out = make_dataset(tmp_path / "a", sequences=2, frames=1, size=SMALL, seed=3, style=1.0)
     _, cleans = _read_images(out, 2)
     restyled = 0
     for s, clean in enumerate(cleans):
