@@ -10,6 +10,14 @@ from jcas_napari.cli_common import errors as _errors
 from jcas_napari.cli_common import fail as _fail
 
 MAX_SIDE = 8192  # a larger frame does not fit in memory for generation or training
+VARY_HELP = (
+    "Strength of random appearance variation per sequence (lighting, colour, blood, smoke, "
+    "highlights, blur, noise); 0 = off, 1 = typical."
+)
+STYLE_HELP = (
+    "Family a only: strength of random scene styles per sequence (instrument colours, "
+    "proportions and zoom, tissue hue); 0 = off, 1 or more = full ranges."
+)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -47,20 +55,8 @@ def make_dataset_cmd(
         help="Scene family: a (reddish tissue, round view, smooth motion) or b (pale fatty "
         "tissue, rectangular view, jerky motion and zoom, smoke).",
     ),
-    vary: float = typer.Option(
-        0.0,
-        "--vary",
-        min=0.0,
-        help="Strength of random appearance variation per sequence (lighting, colour, "
-        "blood, smoke, highlights, blur, noise); 0 = off, 1 = typical.",
-    ),
-    style: float = typer.Option(
-        0.0,
-        "--style",
-        min=0.0,
-        help="Family a only: strength of random scene styles per sequence (instrument "
-        "colours, proportions and zoom, tissue hue); 0 = off, 1 = full ranges.",
-    ),
+    vary: float = typer.Option(0.0, "--vary", min=0.0, help=VARY_HELP),
+    style: float = typer.Option(0.0, "--style", min=0.0, help=STYLE_HELP),
 ) -> None:
     """Generate a synthetic surgical dataset with noisy masks/ and true masks_clean/."""
     from tqdm import tqdm

@@ -67,6 +67,19 @@ def _check_args(
         raise ValueError(f"style applies to scene family a only, not {family!r}")
 
 
+def _scene(
+    family: str, frames: int, size: tuple[int, int], key: list[int], vary: float, style: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One sequence's (image (H,W,3) uint8, clean mask (H,W) uint8) frames; ``key`` is
+    [seed, sequence]. Style and look draw from their own streams, so a seed's scenes and
+    noise are the same whatever ``vary`` and ``style`` are."""
+    drawn = {"style": draw_style(np.random.default_rng([*key, 3]), style)} if style else {}
+    scene = list(FAMILIES[family](frames, np.random.default_rng(key), size, **drawn))
+    if vary > 0:
+        scene = list(vary_sequence(scene, np.random.default_rng([*key, 2]), vary))
+    return scene
+
+
 def make_dataset(
     out: os.PathLike | str,
     *,
@@ -113,12 +126,7 @@ def make_dataset(
     }
     for s in range(sequences):
         seq = f"seq_{s + 1:02d}"
-        seq_rng = np.random.default_rng([seed, s])
-        # Style and look have their own streams: a seed's scenes and noise stay the same.
-        drawn = {"style": draw_style(np.random.default_rng([seed, s, 3]), style)} if style else {}
-        scene = list(FAMILIES[family](frames, seq_rng, size, **drawn))
-        if vary > 0:
-            scene = list(vary_sequence(scene, np.random.default_rng([seed, s, 2]), vary))
+        scene = _scene(family, frames, size, [seed, s], vary, style)
         kind = noise if s in noisy_seqs else "clean"
         noisy = corrupt_sequence((m for _, m in scene), kind, np.random.default_rng([seed, s, 1]))
         for t, ((image, clean), (mask, info)) in enumerate(zip(scene, noisy)):
