@@ -4,6 +4,8 @@ Each frame shows reddish, textured tissue (vessels, fat, wet highlights, vignett
 circular endoscope border) and one to three instruments entering from the image border.
 An instrument is a dark metallic **shaft** (class 1), a silver **wrist** joint (class 2) and
 two **clasper** jaws (class 3) with an opening angle. Later instruments occlude earlier ones.
+A :class:`~jcas_napari.data.tool_style.Style` can change the colours, proportions and zoom
+of a video's instruments and the hue of its tissue.
 
 Sequences move like video: the camera pans slowly, and every instrument translates,
 rotates and opens or closes its jaws smoothly. Everything is drawn from one
