@@ -102,7 +102,7 @@ def checkpoint_file_problem(path: os.PathLike | str) -> str | None:
         head = fh.read(4)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return None
-    return "not a PyTorch checkpoint file (.pt)"
+    return "not a PyTorch checkpoint file"
 
 
 def check_output_dir(out: os.PathLike | str, dataset_root: os.PathLike | str) -> Path:
