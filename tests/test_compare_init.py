@@ -1,0 +1,49 @@
+"""The rule that decides which starting model ships (benchmarks/compare_init.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+compare_init = pytest.importorskip("compare_init")
+
+
+def _cells(**deltas: float) -> dict:
+    """{"a clean": {"delta": ...}, ...} from keyword names like a_clean=-0.003."""
+    return {
+        k.replace("_", " "): {"delta": v, "pred": 0.5, "changed": 0.0} for k, v in deltas.items()
+    }
+
+
+def test_cell_means_average_over_seeds():
+    rows = [
+        {"family": "a", "preset": "mix", "delta": 0.02, "pred": 0.5, "changed": 0.01},
+        {"family": "a", "preset": "mix", "delta": 0.04, "pred": 0.7, "changed": 0.03},
+        {
+            "family": "b",
+            "preset": "symmetric50",
+            "delta": 0.3,
+            "pred": 0.4,
+            "changed": 0.4,
+            "t_mae": 0.05,
+        },
+    ]
+    cells = compare_init.cell_means(rows)
+    assert cells["a mix"] == pytest.approx({"delta": 0.03, "pred": 0.6, "changed": 0.02})
+    assert cells["b symmetric50"]["t_mae"] == pytest.approx(0.05)
+
+
+def test_verdict_guards_clean_and_markov_then_needs_a_higher_sum():
+    base = _cells(a_clean=-0.003, a_markov=-0.001, a_mix=0.06)
+    # More good overall, but clean masks damaged by 0.0046 more: refused.
+    ok, why = compare_init.verdict(base, _cells(a_clean=-0.0076, a_markov=-0.001, a_mix=0.2))
+    assert not ok and "a clean" in why
+    # Guarded cells within 0.002, sum lower: refused.
+    ok, why = compare_init.verdict(base, _cells(a_clean=-0.004, a_markov=-0.002, a_mix=0.05))
+    assert not ok and "sum" in why
+    # Guarded cells within 0.002, sum higher: replaces.
+    ok, _ = compare_init.verdict(base, _cells(a_clean=-0.004, a_markov=-0.0015, a_mix=0.07))
+    assert ok
