@@ -89,9 +89,10 @@ def verdict(incumbent: dict, candidate: dict) -> tuple[bool, str]:
     }
     worst = max(falls, key=falls.get) if falls else None
     sums = [sum(m["delta"] for m in t.values()) for t in (incumbent, candidate)]
-    if worst is not None and falls[worst] > MAX_FALL:
+    # Written so that a NaN anywhere refuses: a broken run must never replace a model.
+    if worst is not None and not falls[worst] <= MAX_FALL:
         return False, f"{worst} falls by {falls[worst]:.4f} (> {MAX_FALL})"
-    if sums[1] <= sums[0]:
+    if not sums[1] > sums[0]:
         return False, f"sum of cell means {sums[1]:.4f} does not rise above {sums[0]:.4f}"
     return True, f"sum {sums[0]:.4f} -> {sums[1]:.4f}, no guarded cell falls by > {MAX_FALL}"
 
@@ -117,7 +118,7 @@ def table(names: list[str], cells: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--init", nargs="+", help="checkpoints; the first is the incumbent")
-    ap.add_argument("--families", nargs="+", default=["a", "b"])
+    ap.add_argument("--families", nargs="+", default=["a", "b"], choices=["a", "b"])
     ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", default="compare_init.json")

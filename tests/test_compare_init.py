@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-compare_init = pytest.importorskip("compare_init")
+import compare_init  # noqa: E402
 
 
 def _cells(**deltas: float) -> dict:
@@ -47,3 +47,7 @@ def test_verdict_guards_clean_and_markov_then_needs_a_higher_sum():
     # Guarded cells within 0.002, sum higher: replaces.
     ok, _ = compare_init.verdict(base, _cells(a_clean=-0.004, a_markov=-0.0015, a_mix=0.07))
     assert ok
+    # A broken run (NaN anywhere) never replaces the incumbent.
+    nan = float("nan")
+    assert not compare_init.verdict(base, _cells(a_clean=nan, a_markov=-0.001, a_mix=0.2))[0]
+    assert not compare_init.verdict(base, _cells(a_clean=-0.003, a_markov=-0.001, a_mix=nan))[0]

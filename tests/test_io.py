@@ -288,3 +288,16 @@ def test_negative_class_ids_are_rejected(tmp_path):
     tifffile.imwrite(tmp_path / "neg.tif", m)
     with pytest.raises(DatasetError, match=r"neg.tif: unknown class id\(s\) -1"):
         read_mask(tmp_path / "neg.tif")
+
+
+def test_checkpoint_header_check_names_each_problem(tmp_path):
+    from jcas_napari.data.fsutil import checkpoint_file_problem
+
+    zipped, legacy, text = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    zipped.write_bytes(b"PK\x03\x04rest")
+    legacy.write_bytes(b"\x80\x02rest")
+    text.write_text("hello")
+    assert checkpoint_file_problem(zipped) is None and checkpoint_file_problem(legacy) is None
+    assert checkpoint_file_problem(text) == "not a PyTorch checkpoint file"
+    assert checkpoint_file_problem(tmp_path / "none.pt") == "checkpoint file not found"
+    assert checkpoint_file_problem(tmp_path) == "is a folder, not a checkpoint file"

@@ -63,6 +63,17 @@ def _styled(style, seed: int = 7):
     return np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames])
 
 
+def test_plain_scenes_are_those_of_the_generator_before_styles():
+    """Masks of a fixed seed, hashed from the generator as it was before styles existed:
+    adding styles must not change a single draw of plain scenes (datasets and benchmark
+    seeds keep their meaning)."""
+    import hashlib
+
+    masks = make_sequence(3, np.random.default_rng(7), (64, 80))[1]
+    digest = hashlib.sha256(masks.tobytes()).hexdigest()
+    assert digest == "4a6c596794144fc2a211f7eee5c90029498e19acbe2b57db6ef335c8410fe9af"
+
+
 def test_default_style_draws_plain_family_a():
     from jcas_napari.data.tool_style import DEFAULT, draw_style
 
@@ -90,6 +101,18 @@ def test_style_zooms_recolours_and_keeps_masks_exact():
     tissue = _styled(blue)[0][masks == 0].reshape(-1, 3).mean(0)
     plain_tissue = plain_images[masks == 0].reshape(-1, 3).mean(0)
     assert plain_tissue[0] > plain_tissue[2] and tissue[0] < tissue[1]
+
+
+def test_draw_style_refuses_nan_and_shares_only_read_only_arrays():
+    import pytest
+
+    from jcas_napari.data.tool_style import DEFAULT, draw_style
+
+    with pytest.raises(ValueError, match="strength"):
+        draw_style(np.random.default_rng(0), float("nan"))
+    style = draw_style(np.random.default_rng(3), 1.0)
+    for arr in (DEFAULT.palette, DEFAULT.tissue, style.palette, style.tissue):
+        assert not arr.flags.writeable
 
 
 def test_hue_matrix_keeps_grey():

@@ -159,6 +159,12 @@ def test_make_dataset_rejects_bad_family_and_vary(tmp_path):
         make_dataset(tmp_path / "y", sequences=1, frames=1, size=SMALL, vary=-1.0)
     with pytest.raises(ValueError, match="style must be"):
         make_dataset(tmp_path / "z", sequences=1, frames=1, size=SMALL, style=-0.5)
+    for bad in (float("inf"), float("nan")):  # noise.json must stay valid JSON
+        with pytest.raises(ValueError, match="finite"):
+            make_dataset(tmp_path / "v", sequences=1, frames=1, size=SMALL, style=bad)
+        with pytest.raises(ValueError, match="finite"):
+            make_dataset(tmp_path / "v", sequences=1, frames=1, size=SMALL, vary=bad)
+    assert not (tmp_path / "v").exists()
     with pytest.raises(ValueError, match="family a only"):
         make_dataset(tmp_path / "w", sequences=1, frames=1, size=SMALL, family="b", style=1.0)
 

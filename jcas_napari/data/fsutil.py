@@ -96,10 +96,15 @@ def checkpoint_file_problem(path: os.PathLike | str) -> str | None:
     A truncated archive passes; loading it says so.
     """
     path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a checkpoint file"
     if not path.is_file():
         return "checkpoint file not found"
-    with open(path, "rb") as fh:
-        head = fh.read(4)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return None
     return "not a PyTorch checkpoint file"

@@ -59,10 +59,10 @@ def _check_args(
         raise ValueError("need at least one sequence and one frame")
     if family not in FAMILIES:
         raise ValueError(f"unknown scene family {family!r}; choose from {', '.join(FAMILIES)}")
-    if not vary >= 0:  # also rejects NaN
-        raise ValueError(f"vary must be >= 0, got {vary}")
-    if not style >= 0:
-        raise ValueError(f"style must be >= 0, got {style}")
+    if not 0 <= vary < float("inf"):  # also rejects NaN
+        raise ValueError(f"vary must be a finite number >= 0, got {vary}")
+    if not 0 <= style < float("inf"):
+        raise ValueError(f"style must be a finite number >= 0, got {style}")
     if style > 0 and family != "a":
         raise ValueError(f"style applies to scene family a only, not {family!r}")
 
@@ -71,8 +71,9 @@ def _scene(
     family: str, frames: int, size: tuple[int, int], key: list[int], vary: float, style: float
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One sequence's (image (H,W,3) uint8, clean mask (H,W) uint8) frames; ``key`` is
-    [seed, sequence]. Style and look draw from their own streams, so a seed's scenes and
-    noise are the same whatever ``vary`` and ``style`` are."""
+    [seed, sequence]. Style and look draw from their own random streams, so the scene's
+    own draws (tools, motion, texture) are the same whatever ``vary`` and ``style`` are;
+    ``vary`` never moves a mask, while a style's zoom and proportions do."""
     drawn = {"style": draw_style(np.random.default_rng([*key, 3]), style)} if style else {}
     scene = list(FAMILIES[family](frames, np.random.default_rng(key), size, **drawn))
     if vary > 0:

@@ -30,12 +30,18 @@ class Style:
     tissue: np.ndarray  # (3, 3) colour matrix applied to the tissue's RGB
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` made read-only: styles are shared by every instrument and frame drawn with them."""
+    a.setflags(write=False)
+    return a
+
+
 DEFAULT = Style(
     size=1.0,
-    palette=np.array([[0.16, 0.16, 0.18], [0.58, 0.58, 0.62], [0.7, 0.7, 0.74]]),
+    palette=_frozen(np.array([[0.16, 0.16, 0.18], [0.58, 0.58, 0.62], [0.7, 0.7, 0.74]])),
     wrist_ratio=(1.0, 1.5),
     jaw_ratio=(1.7, 2.4),
-    tissue=np.eye(3),
+    tissue=_frozen(np.eye(3)),
 )
 
 
@@ -60,21 +66,24 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
 def draw_style(rng: np.random.Generator, strength: float = 1.0) -> Style:
     """A random :class:`Style`; ``strength`` 0 gives :data:`DEFAULT`, 1 the full ranges.
 
-    Each change (colours, shapes, tissue hue) is switched on with a probability that grows
-    with ``strength``, so a corpus still holds videos that look like plain family A.
+    Colours, proportions and tissue hue are each switched on with a probability that
+    grows with ``strength``, so a corpus still holds videos with family A's colours and
+    shapes; the zoom is drawn for every video (its range grows with ``strength``).
     """
-    k = float(min(max(strength, 0.0), 1.0))
+    if not strength >= 0:  # also NaN
+        raise ValueError(f"style strength must be >= 0, got {strength}")
+    k = float(min(strength, 1.0))
     if k == 0:
         return DEFAULT
     palette, tissue = DEFAULT.palette, DEFAULT.tissue
     wrist, jaw = DEFAULT.wrist_ratio, DEFAULT.jaw_ratio
     if rng.random() < 0.7 * k:
-        palette = np.stack([_colour(rng) for _ in range(3)])
+        palette = _frozen(np.stack([_colour(rng) for _ in range(3)]))
     if rng.random() < 0.6 * k:
         w0 = rng.uniform(0.5, 1.6)
         j0 = rng.uniform(1.0, 3.0)
         wrist, jaw = (w0, w0 * 1.4), (j0, j0 * 1.3)
     if rng.random() < 0.5 * k:
-        tissue = hue_matrix(rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 1.2))
+        tissue = _frozen(hue_matrix(rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 1.2)))
     size = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)) * k))
     return Style(size=size, palette=palette, wrist_ratio=wrist, jaw_ratio=jaw, tissue=tissue)
