@@ -226,11 +226,12 @@ def check_checkpoint_file(path: Path | str | None) -> Path:
     line naming it before any worker starts; a damaged archive is reported by the loader.
     """
     from jcas_napari.data.fsutil import checkpoint_file_problem
+    from jcas_napari.napari.trainer_worker import file_line
 
     p = Path(path) if path is not None else None
     if p is None or str(p) in ("", "."):  # FileEdit's empty value is Path(".")
         raise ValueError("choose a checkpoint file (Browse…)")
     problem = checkpoint_file_problem(p)
     if problem:
-        raise ValueError(f"{p.name}: {problem} ({p})")
+        raise ValueError(file_line(p, problem))
     return p

@@ -155,6 +155,11 @@ def copy_checkpoint(source: str | os.PathLike, dest: Path) -> Path:
     return atomic_write_bytes(dest, Path(source).read_bytes())
 
 
+def file_line(path: os.PathLike | str, problem: str) -> str:
+    """How a bad file is named to the user: its name, the problem, then the full path."""
+    return f"{Path(path).name}: {problem} ({path})"
+
+
 def error_line(exc: BaseException) -> str:
     """One line for the user: the file and the problem, without library internals.
 
@@ -165,6 +170,6 @@ def error_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if type(exc).__name__ == "CheckpointError" and path is not None:
         problem = text[len(str(path)) + 2 :] if text.startswith(str(path)) else text
-        return f"{Path(path).name}: {problem} ({path})"
+        return file_line(path, problem)
     first = text.splitlines()[0] if text else type(exc).__name__
     return first if len(first) <= 300 else first[:297] + "..."
