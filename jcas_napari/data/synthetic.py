@@ -17,7 +17,7 @@ Lengths are defined at 256x320 and scale with the frame size.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -45,7 +45,7 @@ class Instrument:
     phase: np.ndarray  # (4,)
     angle_amp: float
     shade: float  # brightness of the metal parts
-    palette: np.ndarray = field(default_factory=lambda: DEFAULT.palette)  # (3, 3) RGB
+    palette: np.ndarray  # (3, 3) base RGB of shaft, wrist and jaws (from the style)
 
     def at(self, t: int) -> tuple[np.ndarray, float, float]:
         """Tip (y, x), axis angle and half opening angle at frame ``t``."""
