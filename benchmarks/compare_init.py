@@ -20,6 +20,7 @@ Run: python benchmarks/compare_init.py --init jcas_napari/models/jcas-small-synt
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -135,18 +136,13 @@ def main() -> None:
     t0 = time.time()
     rows: dict[str, list[dict]] = {name: [] for name in args.init}
     with tempfile.TemporaryDirectory() as tmp:
-        for family in args.families:
-            for preset in args.presets:
-                for seed in args.seeds:
-                    for name in args.init:
-                        row = score_one(name, family, preset, seed, Path(tmp))
-                        rows[name].append({"family": family, "preset": preset, **row})
-                    print(
-                        f"{family} {preset} seed {seed} done at {time.time() - t0:.0f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    Path(args.out).write_text(json.dumps(rows, indent=1))
+        for family, preset, seed in itertools.product(args.families, args.presets, args.seeds):
+            for name in args.init:
+                row = score_one(name, family, preset, seed, Path(tmp))
+                rows[name].append({"family": family, "preset": preset, **row})
+            done = f"{family} {preset} seed {seed} done at {time.time() - t0:.0f} s"
+            print(done, file=sys.stderr, flush=True)
+            Path(args.out).write_text(json.dumps(rows, indent=1))
     cells = [cell_means(rows[name]) for name in args.init]
     print(f"Command: python benchmarks/compare_init.py {' '.join(sys.argv[1:])}")
     print(
