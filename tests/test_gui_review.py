@@ -164,7 +164,15 @@ def test_undoing_a_decision_keeps_paint_made_after_it_and_says_so(viewer, tmp_pa
     assert state.reviewed[first.frame, ys[1], xs[1]] == 0  # the rest is undone
     assert state.kept_on_undo == 1 and any("kept 1 pixels" in s for s in seen), seen
     assert "kept 1 pixels" in review.counter.text()
+    review.out_edit.setText(str(tmp_path / "out"))
+    review.save()
+    review.save()  # the second save's line replaces the first; the undo line stays
+    lines = review.counter.text().splitlines()
+    assert sum("kept 1 pixels" in line for line in lines) == 1, lines
+    assert sum(line.startswith("saved ") for line in lines) == 1, lines
     review.do("accept")
+    assert "kept 1 pixels" not in review.counter.text()  # the notes go with the next decision
+    assert "saved " not in review.counter.text()
     assert all(isinstance(step, Step) for step in state._undo)
 
 

@@ -59,6 +59,17 @@ class ReviewPanel(QWidget):
     viewer = None
     _said: str | None = None  # the last problem notified
 
+    def say(self, text: str) -> None:
+        """Set the counter's main line; the notes under it go with the old one."""
+        self._status, self._notes = text, {}
+        self.counter.setText(text)
+
+    def note(self, kind: str, text: str) -> None:
+        """A line under the counter's main one, until the next ``say``; a second note of
+        the same ``kind`` (a second save, say) replaces the first."""
+        self._notes[kind] = text
+        self.counter.setText("\n".join([self._status, *self._notes.values()]))
+
     def _build(self) -> None:
         """The controls, in a scroll area so that a short dock never cuts them off."""
         self.out_edit = QLineEdit()
@@ -82,6 +93,7 @@ class ReviewPanel(QWidget):
         self.counter = QLabel("no review yet: train or clean first")
         self.counter.setWordWrap(True)
         self.counter.setToolTip(view.CHANGES_LEGEND)
+        self._status, self._notes = self.counter.text(), {}
         self.save_btn = QPushButton("Save reviewed masks")
         self.save_btn.setToolTip("Write the reviewed masks as new files under <output>/masks")
         self.buttons = {}

@@ -77,7 +77,7 @@ class ReviewWidget(ReviewPanel):
         running = self.state is not None
         self.state, self.source = None, None
         self.keys.release()
-        self.counter.setText(f"review stopped: {reason}" if running else reason)
+        self.say(f"review stopped: {reason}" if running else reason)
         self._notify(f"review stopped: {reason}" if running else reason)
 
     def _on_results_dropped(self, reason: str) -> None:
@@ -92,7 +92,7 @@ class ReviewWidget(ReviewPanel):
         if self.state is not None:
             self._stop(f"{news}: press 'Start review' to review them")
         else:
-            self.counter.setText(f"{news}: press 'Start review'")
+            self.say(f"{news}: press 'Start review'")
 
     def _on_inserted(self, *_) -> None:
         if self.state is not None:
@@ -117,7 +117,7 @@ class ReviewWidget(ReviewPanel):
         self.source = source
         if self.checked_output() is None:
             self.source = None
-            self.counter.setText(f"choose an output folder outside the dataset: {WHY_NOT_INSIDE}")
+            self.say(f"choose an output folder outside the dataset: {WHY_NOT_INSIDE}")
             return
         self.state, self._said, self._drawn = state, None, None
         resumed = self._resume(self.output_dir() / STATE_FILE)
@@ -199,7 +199,7 @@ class ReviewWidget(ReviewPanel):
             self.after_box.toggle()
             return
         if action == "redo":
-            self.counter.setText("redo is not available in a review: decide again instead")
+            self.say("redo is not available in a review: decide again instead")
             return
         undoing = self.state.last_step if action == "undo" else None
         changed = getattr(self.state, action)()
@@ -219,7 +219,7 @@ class ReviewWidget(ReviewPanel):
         n = self.state.kept_on_undo
         what = "decision" if undone == "decision" else "stroke"
         text = f"undid the {what}; kept {n} pixels painted after it"
-        self.counter.setText(f"{self.counter.text()}\n{text}")
+        self.note("undo", text)
         notify("info", text)
 
     def _autosave(self) -> None:
@@ -241,7 +241,7 @@ class ReviewWidget(ReviewPanel):
         s = self.state
         ref = s.current if s else None
         if ref is None:
-            self.counter.setText("no changes to review")
+            self.say("no changes to review")
             return
         c = s.counts()
         decision = s.decisions.get(ref.key, "undecided")
@@ -254,7 +254,7 @@ class ReviewWidget(ReviewPanel):
             else ""
         )
         frame = frame_id(original, ref.frame, len(s.reviewed))
-        self.counter.setText(
+        self.say(
             f"region {s.position + 1}/{c['regions']}: {frame}, {change}score {ref.score:.2f}, "
             f"{decision}\nreviewed {c['reviewed']}, accepted {c['accepted']}, "
             f"rejected {c['rejected']}"
@@ -319,6 +319,5 @@ class ReviewWidget(ReviewPanel):
         notify("info", f"saved {len(paths)} reviewed masks to {out / 'masks'}")
         # The notification cuts long paths; the counter keeps the whole one until the
         # next decision.
-        counts = self.counter.text().split("\nsaved ")[0]  # a second save replaces the line
-        self.counter.setText(f"{counts}\nsaved {len(paths)} masks to {out / 'masks'}")
+        self.note("saved", f"saved {len(paths)} masks to {out / 'masks'}")
         return paths
