@@ -15,6 +15,11 @@ a candidate replaces the incumbent if no clean or markov cell's mean Δ falls by
 
 Run: python benchmarks/compare_init.py --init jcas_napari/models/jcas-small-synthetic.pt NEW.pt
      [--families a b] [--presets ...] [--seeds 0 1 2] [--out compare_init.json]
+     [--merge EARLIER.json ...]
+
+``--merge`` adds the rows of earlier runs of the same checkpoints (their ``--out`` files,
+matched by file name) before the table and the rule: more seeds for some cells, say. With
+``--seeds`` and no numbers, only the merged rows are judged.
 """
 
 from __future__ import annotations
@@ -81,6 +86,27 @@ def cell_means(rows: list[dict]) -> dict[str, dict[str, float]]:
     }
 
 
+def merged(rows: dict[str, list[dict]], files: list[str]) -> dict[str, list[dict]]:
+    """``rows`` ({checkpoint: rows}) with the rows of earlier ``--out`` files added.
+
+    Checkpoints are matched by file name. A checkpoint that is not in ``rows``, or a
+    (family, preset, seed) scored twice, is an error: a cell must not count a run twice.
+    """
+    out = {name: list(r) for name, r in rows.items()}
+    by_file = {Path(n).name: n for n in out}
+    for f in files:
+        for name, more in json.loads(Path(f).read_text()).items():
+            key = by_file.get(Path(name).name)
+            if key is None:
+                raise ValueError(f"{f}: {Path(name).name} is not one of the --init checkpoints")
+            out[key] += more
+    for name, rs in out.items():
+        seen = [(r["family"], r["preset"], r["seed"]) for r in rs if "seed" in r]
+        if len(seen) != len(set(seen)):
+            raise ValueError(f"{Path(name).name}: a (family, preset, seed) is scored twice")
+    return out
+
+
 def verdict(incumbent: dict, candidate: dict) -> tuple[bool, str]:
     """Apply the rule to two {cell: means}; (replace?, why)."""
     falls = {
@@ -121,8 +147,9 @@ def main() -> None:
     ap.add_argument("--init", nargs="+", help="checkpoints; the first is the incumbent")
     ap.add_argument("--families", nargs="+", default=["a", "b"], choices=["a", "b"])
     ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--out", default="compare_init.json")
+    ap.add_argument("--merge", nargs="+", default=[], help="earlier --out files to add")
     add_flag(ap)
     args = ap.parse_args()
     require("compare_init.py", ["jcas_napari"], args.check_imports)
@@ -133,16 +160,24 @@ def main() -> None:
             load_checkpoint(name)
         except CheckpointError as exc:
             ap.error(str(exc))
+    try:  # a wrong --merge file fails here too
+        merged({name: [] for name in args.init}, args.merge)
+    except (OSError, ValueError, KeyError) as exc:
+        ap.error(f"--merge: {exc}")
     t0 = time.time()
     rows: dict[str, list[dict]] = {name: [] for name in args.init}
     with tempfile.TemporaryDirectory() as tmp:
         for family, preset, seed in itertools.product(args.families, args.presets, args.seeds):
             for name in args.init:
                 row = score_one(name, family, preset, seed, Path(tmp))
-                rows[name].append({"family": family, "preset": preset, **row})
+                rows[name].append({"family": family, "preset": preset, "seed": seed, **row})
             done = f"{family} {preset} seed {seed} done at {time.time() - t0:.0f} s"
             print(done, file=sys.stderr, flush=True)
             Path(args.out).write_text(json.dumps(rows, indent=1))
+    try:
+        rows = merged(rows, args.merge)
+    except ValueError as exc:  # a seed run here and in a merged file
+        ap.error(f"--merge: {exc}")
     cells = [cell_means(rows[name]) for name in args.init]
     print(f"Command: python benchmarks/compare_init.py {' '.join(sys.argv[1:])}")
     print(

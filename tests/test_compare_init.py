@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -51,3 +52,22 @@ def test_verdict_guards_clean_and_markov_then_needs_a_higher_sum():
     nan = float("nan")
     assert not compare_init.verdict(base, _cells(a_clean=nan, a_markov=-0.001, a_mix=0.2))[0]
     assert not compare_init.verdict(base, _cells(a_clean=-0.003, a_markov=-0.001, a_mix=nan))[0]
+
+
+def test_merged_adds_earlier_rows_by_file_name_and_refuses_a_run_counted_twice(tmp_path):
+    row = {"family": "a", "preset": "markov", "delta": -0.001, "pred": 0.8, "changed": 0.001}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps({"/elsewhere/old.pt": [{**row, "seed": 3}], "/x/new.pt": [{**row, "seed": 3}]})
+    )
+    rows = {"old.pt": [{**row, "seed": 0}], "runs/new.pt": [{**row, "seed": 0, "delta": 0.0}]}
+    out = compare_init.merged(rows, [str(earlier)])
+    assert [r["seed"] for r in out["old.pt"]] == [0, 3]
+    assert [r["delta"] for r in out["runs/new.pt"]] == [0.0, -0.001]
+    assert rows["old.pt"] == [{**row, "seed": 0}]  # the input is not changed
+    with pytest.raises(ValueError, match="scored twice"):
+        compare_init.merged(out, [str(earlier)])
+    stranger = tmp_path / "stranger.json"
+    stranger.write_text(json.dumps({"other.pt": [row]}))
+    with pytest.raises(ValueError, match="other.pt is not one of"):
+        compare_init.merged(rows, [str(stranger)])
