@@ -194,6 +194,29 @@ def test_stage1_has_no_transition_terms_and_matches_weights():
     expected = terms["seg2"] + 0.1 * terms["seg1"] + terms["aff1"] + 0.1 * terms["aff2"]
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert all(not t.requires_grad and t.ndim == 0 for t in terms.values())
+    # An affinity-free warm-up: the same terms reported, only the class loss trained.
+    quiet, terms_quiet = jcas_loss(out, y, LossWeights(warmup_affinity=False), (6, 8))
+    assert set(terms_quiet) == set(terms)
+    class_only = terms["seg2"] + 0.1 * terms["seg1"]
+    assert quiet.item() == pytest.approx(class_only.item(), rel=1e-5)
+    assert terms["aff1"].item() > 0  # so the check above can tell the two apart
+
+
+def test_warmup_affinity_does_not_change_stage_2():
+    from jcas_napari.core.config import LossWeights
+    from jcas_napari.core.model import JCASOutput
+
+    torch.manual_seed(0)
+    out = JCASOutput(
+        (torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)),
+        (torch.randn(1, 8, 6, 8), torch.randn(1, 8, 6, 8)),
+    )
+    y = torch.randint(0, 4, (1, 48, 64))
+    tc, ta = TransitionMatrix(4)(), TransitionMatrix(2)()
+    prior = torch.full((4,), 0.25)
+    on = jcas_loss(out, y, LossWeights(), (6, 8), tc, ta, prior)[0]
+    off = jcas_loss(out, y, LossWeights(warmup_affinity=False), (6, 8), tc, ta, prior)[0]
+    assert on.item() == pytest.approx(off.item(), rel=1e-6)
 
 
 def test_affinity_loss_finite_gradient_when_dissimilar_pair_has_s_equal_1():

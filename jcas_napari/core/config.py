@@ -45,6 +45,10 @@ class LossWeights:
     aff2: float = 0.1
     vol: float = 0.0  # the paper's 0.5 is for t_init: paper; from an anchor start it biases T
     consistency: float = 0.01
+    # False: stage 1 trains the class loss alone (the affinity branch waits for stage 2,
+    # where T_A corrects its noisy targets). Measured on development data, not yet the
+    # default: benchmarks/RESULTS.md, "Why CE beats JCAS on mixed noise".
+    warmup_affinity: bool = True
 
 
 @dataclass

@@ -129,7 +129,10 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "input": {"height": whole(16, MAX_SIDE), "width": whole(16, MAX_SIDE)},
     "affinity": {"grid": ints(2), "chunk": whole(1)},
-    "loss": {k: real(0) for k in ("seg2", "seg1", "aff1", "aff2", "vol", "consistency")},
+    "loss": {
+        **{k: real(0) for k in ("seg2", "seg1", "aff1", "aff2", "vol", "consistency")},
+        "warmup_affinity": ("true or false", _flag),
+    },
     "train": {
         "epochs_warmup": whole(0),
         "epochs_jcas": whole(0),

@@ -156,7 +156,9 @@ def jcas_loss(
 
     Stage 2 (``t_c``, ``t_a`` and ``prior`` given):
     seg2 + 0.1 seg1 + aff1 + 0.1 aff2 + 0.5 vol + 0.01 consistency (weights from config).
-    Stage 1 (``t_c = t_a = None``): the same with identity T and no vol/consistency terms.
+    Stage 1 (``t_c = t_a = None``): the same with identity T and no vol/consistency terms;
+    without the affinity terms too when ``weights.warmup_affinity`` is False (they are
+    still reported).
     """
     seg1, aff1 = level_losses(
         out.logits[0], out.features[0], target, grid, t_c, t_a, chunk, ignore_index
@@ -165,7 +167,9 @@ def jcas_loss(
         out.logits[1], out.features[1], target, grid, t_c, t_a, chunk, ignore_index
     )
     w = weights
-    total = w.seg2 * seg2 + w.seg1 * seg1 + w.aff1 * aff1 + w.aff2 * aff2
+    total = w.seg2 * seg2 + w.seg1 * seg1
+    if t_c is not None or w.warmup_affinity:
+        total = total + w.aff1 * aff1 + w.aff2 * aff2
     terms = {"seg1": seg1, "seg2": seg2, "aff1": aff1, "aff2": aff2}
     if t_c is not None:
         if t_a is None or prior is None:
