@@ -203,7 +203,7 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
     n = len(ds)
     noisy = [ds[i].mask for i in range(n)]
     truth = [ds[i].clean for i in range(n)]
-    cfg = load_config("small")
+    cfg = load_config(args.config)
     cfg.train.epochs_warmup, cfg.train.epochs_jcas = args.epochs
     init = None if args.init == "none" else args.init
     out: dict[str, dict] = {"noisy": {"cleaned": fg_dice(zip(noisy, truth))}}
@@ -333,6 +333,7 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--epochs", nargs=2, type=int, default=[3, 5])
+    ap.add_argument("--config", default="small", help="small, or a .yaml path (a variant)")
     ap.add_argument("--out", default="benchmarks/quality.json")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (training and inference)")
     ap.add_argument("--family", default="a", help="scene family: a, or b (domain shift)")
@@ -344,6 +345,10 @@ def main() -> None:
     add_flag(ap)
     args = ap.parse_args()
     require("bench_quality.py", needs_of(args.methods), args.check_imports)
+    try:  # a wrong --config fails here, not after the first dataset
+        load_config(args.config)
+    except (OSError, ValueError) as exc:
+        ap.error(f"--config: {exc}")
     torch.set_num_threads(torch.get_num_threads())
     results: dict[str, list] = {}
     t0 = time.time()
