@@ -46,8 +46,9 @@ class LossWeights:
     vol: float = 0.0  # the paper's 0.5 is for t_init: paper; from an anchor start it biases T
     consistency: float = 0.01
     # False: stage 1 trains the class loss alone (the affinity branch waits for stage 2,
-    # where T_A corrects its noisy targets). Measured on development data, not yet the
-    # default: benchmarks/RESULTS.md, "Why CE beats JCAS on mixed noise".
+    # where T_A corrects its noisy targets). Better on our scene families, more harm on
+    # another generator's clean masks, so off: benchmarks/RESULTS.md, "Why CE beats JCAS
+    # on mixed noise".
     warmup_affinity: bool = True
 
 
