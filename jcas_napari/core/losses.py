@@ -121,11 +121,13 @@ def level_losses(
     t_a: torch.Tensor | None,
     chunk: int,
     ignore_index: int = 255,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    affinity: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(class loss, affinity loss) of one level. logits [B,C,h0,w0], features [B,D,h0,w0].
 
     Logits and features go to the affinity grid; the class loss is the corrected CE of the
-    DAR-refined and of the raw logits, both upsampled to the target size [B,H,W].
+    DAR-refined and of the raw logits, both upsampled to the target size [B,H,W]. The
+    affinity loss is None when ``affinity`` is False (not trained, so not computed).
     """
     size = tuple(target.shape[-2:])
     z, f = to_grid(logits, grid), to_grid(features, grid)
@@ -137,6 +139,8 @@ def level_losses(
     # Refined and raw logits in one batch: one upsample and one CE (sum of the two means).
     both = up(torch.cat([refined, z], 0))
     seg = 2 * corrected_ce(both, torch.cat([target, target], 0), t_c, ignore_index)
+    if not affinity:
+        return seg, None
     labels, valid = grid_labels(target, grid, ignore_index)
     return seg, fused_affinity_loss(f, labels, valid, t_a, chunk)
 
@@ -157,20 +161,22 @@ def jcas_loss(
     Stage 2 (``t_c``, ``t_a`` and ``prior`` given):
     seg2 + 0.1 seg1 + aff1 + 0.1 aff2 + 0.5 vol + 0.01 consistency (weights from config).
     Stage 1 (``t_c = t_a = None``): the same with identity T and no vol/consistency terms;
-    without the affinity terms too when ``weights.warmup_affinity`` is False (they are
-    still reported).
+    without the affinity terms too (neither computed nor reported) when
+    ``weights.warmup_affinity`` is False.
     """
+    w = weights
+    aff = t_c is not None or w.warmup_affinity
     seg1, aff1 = level_losses(
-        out.logits[0], out.features[0], target, grid, t_c, t_a, chunk, ignore_index
+        out.logits[0], out.features[0], target, grid, t_c, t_a, chunk, ignore_index, aff
     )
     seg2, aff2 = level_losses(
-        out.logits[1], out.features[1], target, grid, t_c, t_a, chunk, ignore_index
+        out.logits[1], out.features[1], target, grid, t_c, t_a, chunk, ignore_index, aff
     )
-    w = weights
     total = w.seg2 * seg2 + w.seg1 * seg1
-    if t_c is not None or w.warmup_affinity:
+    terms = {"seg1": seg1, "seg2": seg2}
+    if aff:
         total = total + w.aff1 * aff1 + w.aff2 * aff2
-    terms = {"seg1": seg1, "seg2": seg2, "aff1": aff1, "aff2": aff2}
+        terms.update(aff1=aff1, aff2=aff2)
     if t_c is not None:
         if t_a is None or prior is None:
             raise ValueError("stage 2 needs t_c, t_a and the class prior")
