@@ -100,11 +100,16 @@ def merged(rows: dict[str, list[dict]], files: list[str]) -> dict[str, list[dict
             if key is None:
                 raise ValueError(f"{f}: {Path(name).name} is not one of the --init checkpoints")
             out[key] += more
-    for name, rs in out.items():
+    check_repeats(out)
+    return out
+
+
+def check_repeats(rows: dict[str, list[dict]]) -> None:
+    """ValueError if a checkpoint's rows score one (family, preset, seed) twice."""
+    for name, rs in rows.items():
         seen = [(r["family"], r["preset"], r["seed"]) for r in rs if "seed" in r]
         if len(seen) != len(set(seen)):
             raise ValueError(f"{Path(name).name}: a (family, preset, seed) is scored twice")
-    return out
 
 
 def verdict(incumbent: dict, candidate: dict) -> tuple[bool, str]:
@@ -160,8 +165,8 @@ def main() -> None:
             load_checkpoint(name)
         except CheckpointError as exc:
             ap.error(str(exc))
-    try:  # a wrong --merge file fails here too
-        merged({name: [] for name in args.init}, args.merge)
+    try:  # read once; a wrong --merge file fails here, before any fine-tune
+        earlier = merged({name: [] for name in args.init}, args.merge)
     except (OSError, ValueError, KeyError) as exc:
         ap.error(f"--merge: {exc}")
     t0 = time.time()
@@ -174,8 +179,9 @@ def main() -> None:
             done = f"{family} {preset} seed {seed} done at {time.time() - t0:.0f} s"
             print(done, file=sys.stderr, flush=True)
             Path(args.out).write_text(json.dumps(rows, indent=1))
+    rows = {name: rows[name] + earlier[name] for name in args.init}
     try:
-        rows = merged(rows, args.merge)
+        check_repeats(rows)
     except ValueError as exc:  # a seed run here and in a merged file
         ap.error(f"--merge: {exc}")
     cells = [cell_means(rows[name]) for name in args.init]
