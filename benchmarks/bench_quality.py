@@ -61,6 +61,7 @@ ABLATIONS = {
     "posterior-0.8": RuleSettings(min_posterior=0.8),
     "one-T": RuleSettings(boundary_bands=False),
     "no-part-check": RuleSettings(part_check=False),
+    "no-drawn-gaps": RuleSettings(drawn_gaps=0),
 }
 
 

@@ -199,6 +199,7 @@ class Cleaner:
             q_neighbours=neighbours,
             bands=bands,
             blocked=self.blocked,
+            scale=self.scale(given),
         )
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
