@@ -203,6 +203,13 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
         for drawn, other in u.get("blocked") or []:
             why = f"the model calls more drawn {drawn} {other} than {drawn}"
             lines += [f"No {drawn} → {other} changes: {why}.", ""]
+        if u.get("drawn_gaps"):
+            wide = 2 * u["drawn_gaps"]
+            lines += [
+                f"Gaps in a drawn part up to about {wide:g} model input px wide are kept as "
+                "drawn: the model's output grid is coarser than that (docs/method.md).",
+                "",
+            ]
         lines += ["| pixels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for label, t in rows:
             diag = " | ".join(f"{v:.2f}" for v in np.diag(np.asarray(t)))

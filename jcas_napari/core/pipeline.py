@@ -134,6 +134,7 @@ def clean_models(
                 "t_bands": None if bands is None else bands.tolist(),
                 "noise_rate": float(cleaner.noise_rate),
                 "blocked": list(map(list, cleaner.blocked_pairs())),
+                "drawn_gaps": float(cleaner.settings.drawn_gaps),
             }
         if notes is not None:
             notes += model_notes(cleaner, name or "the model")
