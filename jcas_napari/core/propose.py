@@ -33,6 +33,7 @@ rate that T_C and the class prior imply (``max_changed``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,10 +190,12 @@ def is_drawn(given: np.ndarray) -> bool:
     return bool((ndi.maximum_filter(given, 3) == ndi.minimum_filter(given, 3)).mean() >= 0.5)
 
 
-def drawn_gaps(given: np.ndarray, k: int, radius: int) -> np.ndarray:
+def drawn_gaps(
+    given: np.ndarray, k: int, radius: int, parts: Iterable[int] | None = None
+) -> np.ndarray:
     """[K,H,W] bool: the background pixels of ``given`` [H,W] in a gap of the drawing of
     part c narrower than about 2 ``radius`` px (what a closing with a disk of that radius
-    fills), for each part c >= 1; row 0 is all False.
+    fills), for each part c >= 1 of ``parts`` (default: all); other rows are all False.
 
     The closing is computed with two distance transforms (a dilation is "within r of the
     part", its erosion "more than r from anything outside it"), exact for a disk and
@@ -200,11 +203,11 @@ def drawn_gaps(given: np.ndarray, k: int, radius: int) -> np.ndarray:
     """
     out = np.zeros((k, *given.shape), bool)
     bg = given == 0
-    for c in range(1, k):
+    grow = 2 * radius + 1
+    for c in sorted({int(c) for c in (range(1, k) if parts is None else parts)} - {0}):
         box = ndi.find_objects((given == c).astype(np.uint8))
         if not box:
             continue
-        grow = 2 * radius + 1
         ys, xs = box[0]
         y0, x0 = max(ys.start - grow, 0), max(xs.start - grow, 0)
         # Padded by ``grow`` beyond the frame too, so that its border is not a wall.
@@ -269,8 +272,10 @@ def propose(
     if blocked is not None:
         cand &= ~blocked[lab, target]
     radius = int(round(s.drawn_gaps * scale))
-    if radius > 0 and is_drawn(given):
-        cand &= ~np.take_along_axis(drawn_gaps(given, k, radius), target[None], 0)[0]
+    fills = np.unique(target[cand & (given == 0)])  # parts that candidates would grow
+    if radius > 0 and fills.size and is_drawn(given):
+        gaps = drawn_gaps(given, k, radius, fills)
+        cand &= ~np.take_along_axis(gaps, target[None], 0)[0]
     min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
     scored = []
     for m in _regions_of(cand, target, k, s.merge_radius):
