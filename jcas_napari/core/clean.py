@@ -189,7 +189,8 @@ class Cleaner:
         n_valid = max(int(valid.sum()), 1)
         given_k = np.where(valid, given, k).astype(np.uint8) if k < 255 else given
         cap = int(np.ceil(self.noise_rate * n_valid))
-        bands = None if self.t_bands is None else boundary_bands(given_k, self.scale(given))
+        scale = self.scale(given)
+        bands = None if self.t_bands is None else boundary_bands(given_k, scale)
         rule = propose(
             probs,
             given_k,
@@ -199,7 +200,7 @@ class Cleaner:
             q_neighbours=neighbours,
             bands=bands,
             blocked=self.blocked,
-            scale=self.scale(given),
+            scale=scale,
         )
         proposed = np.where(valid, rule.proposed, given).astype(np.uint8)
         regions, info = rule.regions, rule.info
