@@ -62,6 +62,7 @@ ABLATIONS = {
     "one-T": RuleSettings(boundary_bands=False),
     "no-part-check": RuleSettings(part_check=False),
     "no-drawn-gaps": RuleSettings(drawn_gaps=0),
+    "border-overall": RuleSettings(border_from_inner=False),
 }
 
 

@@ -197,8 +197,8 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
     lines = ["## What the cleaning rule used", ""]
     lines += ["P(label right | clean class) = T_C[i, i], estimated on the frames cleaned.", ""]
     for model, u in used.items():
-        rows = [("all pixels (and within 2 input px of a border)", u["t_c"])]
-        rows += list(zip(band_names()[1:], (u["t_bands"] or [])[1:]))
+        rows = [("all pixels (sets the change cap)", u["t_c"])]
+        rows += list(zip(band_names(), u["t_bands"] or []))
         lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
         for drawn, other in u.get("blocked") or []:
             why = f"the model calls more drawn {drawn} {other} than {drawn}"

@@ -84,7 +84,8 @@ def test_cli_clean_writes_outputs_and_never_the_dataset(trained, tmp_path):
     ((model, u),) = used.items()
     assert model == best.name and np.asarray(u["t_bands"]).shape == (5, 4, 4)
     section = report.split("## What the cleaning rule used")[1].split("##")[0]
-    assert section.count("input px from a drawn border |") == 4 and "change cap" in section
+    assert section.count("input px from a drawn border |") == 5 and "change cap" in section
+    assert "| 0-2 input px from a drawn border |" in section and u["border_from_inner"]
     assert "Gaps in a drawn part up to about 8 model input px wide are kept" in section
     # A rerun finds every frame done, cleans nothing, and still reports what was used.
     res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best), "--out", str(out)])

@@ -277,13 +277,14 @@ def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer):
     session.cleaned.emit([])
     np.testing.assert_allclose(matrices.t_c, on_data)  # what the rule used, labelled
     assert matrices.which.currentText() == USED and "used to clean" in matrices.note.text()
-    # Per distance band: bands 1-4 have their own T_C, each in the list under its name.
+    # Per distance band: each band's T_C in the list under its name.
     session.cleaner.t_bands = np.stack([np.eye(4) * (1 - b / 10) + b / 40 for b in range(5)])
     session.cleaned.emit([])
     names = [matrices.which.itemText(i) for i in range(matrices.which.count())]
-    assert names[0] == USED and names[1] == "used 2-4 input px from a drawn border"
-    assert len([n for n in names if n.startswith("used ")]) == 5
-    matrices.which.setCurrentIndex(4)  # 16+ px from a border
+    assert names[0] == USED and names[1] == "used 0-2 input px from a drawn border"
+    assert names[2] == "used 2-4 input px from a drawn border"
+    assert len([n for n in names if n.startswith("used ")]) == 6
+    matrices.which.setCurrentIndex(5)  # 16+ px from a border
     np.testing.assert_allclose(matrices.t_c, session.cleaner.t_bands[4])
     viewer.add_labels(np.zeros((2, 4, 4), np.uint8), metadata={"true_t": np.eye(4).tolist()})
     assert matrices.show_true.isEnabled()

@@ -115,7 +115,8 @@ def check_on_data(
     if len(lab):
         found.t_c = confident_joint_estimate(q, lab)
         if cleaner.settings.boundary_bands:
-            found.t_bands = band_transitions(q, lab, band, found.t_c)
+            inner = cleaner.settings.border_from_inner
+            found.t_bands = band_transitions(q, lab, band, found.t_c, inner)
         if cleaner.settings.part_check:
             found.blocked = disputed_parts(votes, k)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:

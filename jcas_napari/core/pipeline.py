@@ -135,6 +135,7 @@ def clean_models(
                 "noise_rate": float(cleaner.noise_rate),
                 "blocked": list(map(list, cleaner.blocked_pairs())),
                 "drawn_gaps": float(cleaner.settings.drawn_gaps),
+                "border_from_inner": bool(cleaner.settings.border_from_inner),
             }
         if notes is not None:
             notes += model_notes(cleaner, name or "the model")

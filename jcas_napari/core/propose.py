@@ -63,6 +63,7 @@ class RuleSettings:
     merge_radius: int = 2
     temporal: bool = True
     boundary_bands: bool = True  # estimate T per band of distance to the label border
+    border_from_inner: bool = True  # band 0 is at least as noisy as band 1 (band_transitions)
     part_check: bool = True  # no part -> part changes the model's verdicts dispute
     drawn_gaps: float = 4.0  # keep drawn gaps up to ~2x this many model input px (0: off)
 
@@ -102,21 +103,28 @@ def boundary_bands(given: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def band_transitions(
-    q: np.ndarray, labels: np.ndarray, bands: np.ndarray, overall: np.ndarray
+    q: np.ndarray, labels: np.ndarray, bands: np.ndarray, overall: np.ndarray, inner: bool = True
 ) -> np.ndarray:
     """T [B,K,K] per distance band from clean-class probabilities q [N,K], given labels [N]
     and band ids [N] (``boundary_bands``): the confident joint of each band's pixels as a
     data set of its own (a class with too few pixels in a band keeps the identity row
     there: without evidence, its labels are taken as right).
 
-    Band 0, within two input pixels of a drawn border, keeps ``overall`` [K,K], the
-    confident joint of all pixels: there the model cannot place a border better than the
-    annotator, and its disagreements are its own error as often as the label's (on clean
-    masks band 0 alone looks 15-45% noisy to the shipped model, measured on development
-    data).
+    Band 0, within two input pixels of a drawn border, does not use its own pixels: there
+    the model cannot place a border better than the annotator, and its disagreements are
+    its own error as often as the label's (on clean masks band 0 alone looks 15-45% noisy
+    to the shipped model, measured on development data). Each row i of band 0 is instead
+    the noisier (smaller T[i, i]) of two lower bounds on its noise: ``overall`` [K,K], the
+    confident joint of all pixels (a label at a border is no safer than the average one),
+    and, with ``inner``, band 1's row (a drawing error that reaches 2-4 input px from the
+    drawn border crosses the 0-2 px next to it). Without ``inner`` band 0 is ``overall``.
     """
     own = [confident_joint_estimate(q[bands == b], labels[bands == b]) for b in range(1, NUM_BANDS)]
-    return np.stack([overall, *own])
+    border = np.asarray(overall, np.float64)
+    if inner:
+        noisier = np.diag(own[0]) < np.diag(border)
+        border = np.where(noisier[:, None], own[0], border)
+    return np.stack([border, *own])
 
 
 def part_votes(q: np.ndarray, given: np.ndarray, bands: np.ndarray) -> list[tuple[int, int]]:

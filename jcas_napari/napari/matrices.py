@@ -156,8 +156,8 @@ class MatricesWidget(QWidget):
         if getattr(cleaner, "t_bands", None) is not None:
             from jcas_napari.core.propose import band_names  # loaded with the cleaner
 
-            # Band 0 uses the frame's one T (USED); the others have their own.
-            by_band = {f"used {n}": t for n, t in zip(band_names()[1:], cleaner.t_bands[1:])}
+            # USED (all pixels) sets the change cap; each band's T weighs its labels.
+            by_band = {f"used {n}": t for n, t in zip(band_names(), cleaner.t_bands)}
         self.show_checkpoint(mats, name, used=np.asarray(cleaner.t_c, float), by_band=by_band)
 
     def draw(self) -> None:
