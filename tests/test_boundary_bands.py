@@ -88,6 +88,10 @@ def test_per_band_t_fixes_border_noise_that_one_t_leaves():
     ].mean() + 0.2
     assert (with_bands == truth)[ring].mean() > (one_t == truth)[ring].mean()
     assert (with_bands != drawn)[~ring].sum() == 0  # nothing right was changed
+    # The known cost, kept visible: with the cap (975 px) the ring is one region of 1044
+    # px and is skipped whole; band 0 weighed by the overall T left a 920 px region that fit.
+    assert (run_rule(q, drawn, True) != drawn).sum() == 0
+    assert (run_rule(q, drawn, True, inner=False) == truth)[ring].mean() >= 0.5
 
 
 def test_border_band_takes_the_noisier_row_of_overall_and_band_1():

@@ -303,3 +303,26 @@ def test_anchor_rows_need_enough_pixels_of_their_class():
     assert anchor_support(probs).tolist() == [True, True, False, False]
     est = anchor_estimate(probs)
     assert np.allclose(est[2:], np.eye(4)[2:])
+
+
+@pytest.mark.parametrize("inner", [True, False])
+def test_the_check_on_the_frames_weighs_band_0_as_the_setting_says(inner):
+    """Parts drawn 5 input px too wide, a model that knows the truth: band 1 (2-4 px from the
+    drawn border) looks noisier for background than the frame as a whole, so band 0 takes
+    band 1's background row, or the overall row with ``border_from_inner=False``."""
+    from jcas_napari.data.io import ArrayDataset
+
+    truth = np.zeros((4, 128, 160), np.uint8)  # 2 frame px per input px of this model
+    truth[:, 40:88, 50:110] = 1
+    drawn = np.stack([ndi.binary_dilation(t == 1, np.ones((21, 21))) for t in truth])
+    ds = ArrayDataset(np.zeros((4, 128, 160, 3), np.uint8), drawn.astype(np.uint8))
+    cleaner = Cleaner(random_checkpoint(0.3), 4, "cpu", RuleSettings(border_from_inner=inner))
+    rng = np.random.default_rng(0)
+    q = np.eye(4, dtype=np.float32)[truth[0]].transpose(2, 0, 1) * 0.9 + 0.025
+    q = np.clip(q + rng.normal(0, 0.01, q.shape).astype(np.float32), 0.001, 1)
+    cleaner.probabilities = lambda ims: [q / q.sum(0) for _ in ims]
+    found = check_on_data(ds, cleaner, [0, 1, 2, 3])
+    t_c, band0, band1 = found.t_c, found.t_bands[0], found.t_bands[1]
+    assert band1[0, 0] < t_c[0, 0] - 0.1  # background drawn as part, 2-4 px in
+    np.testing.assert_allclose(band0[0], band1[0] if inner else t_c[0])
+    np.testing.assert_allclose(band0[1:], t_c[1:])  # the part's rows: no noisier in band 1

@@ -63,7 +63,9 @@ class RuleSettings:
     merge_radius: int = 2
     temporal: bool = True
     boundary_bands: bool = True  # estimate T per band of distance to the label border
-    border_from_inner: bool = True  # band 0 is at least as noisy as band 1 (band_transitions)
+    border_from_inner: bool = (
+        True  # band 0 row: the noisier of overall and band 1 (band_transitions)
+    )
     part_check: bool = True  # no part -> part changes the model's verdicts dispute
     drawn_gaps: float = 4.0  # keep drawn gaps up to ~2x this many model input px (0: off)
 
