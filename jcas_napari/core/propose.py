@@ -63,9 +63,7 @@ class RuleSettings:
     merge_radius: int = 2
     temporal: bool = True
     boundary_bands: bool = True  # estimate T per band of distance to the label border
-    border_from_inner: bool = (
-        True  # band 0 row: the noisier of overall and band 1 (band_transitions)
-    )
+    border_from_inner: bool = True  # band 0 row: the noisier of overall's and band 1's
     part_check: bool = True  # no part -> part changes the model's verdicts dispute
     drawn_gaps: float = 4.0  # keep drawn gaps up to ~2x this many model input px (0: off)
 
