@@ -7,15 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from jcas_napari.core.propose import RuleSettings, drawn_gaps, is_drawn, propose
+from tests.test_part_check import BG, CLASPER, SHAFT, WRIST, one_hot
 
-BG, SHAFT, WRIST, CLASPER = range(4)
 T = np.full((4, 4), 0.05) + 0.8 * np.eye(4)  # labels 85% right
-
-
-def one_hot(mask: np.ndarray, sure: float = 0.95) -> np.ndarray:
-    q = np.full((4, *mask.shape), (1 - sure) / 3, np.float32)
-    np.put_along_axis(q, mask[None].astype(np.intp), sure, 0)
-    return q
 
 
 def open_jaws() -> np.ndarray:
@@ -47,7 +41,7 @@ def test_a_model_that_fills_the_jaws_changes_nothing_there_and_still_fixes_the_r
     model = given.copy()
     model[44:50, 50:90] = CLASPER  # fills the gap: 240 px
     model[10:22, 100:124] = SHAFT  # an instrument the mask missed, far from any drawing
-    q = one_hot(model, 0.97)
+    q = one_hot(model, sure=0.97)
     off = propose(q, given, T, settings=RuleSettings(temporal=False, drawn_gaps=0))
     assert (off.proposed[44:50, 50:90] == CLASPER).all()
     on = propose(q, given, T, settings=RuleSettings(temporal=False), scale=2.0)
@@ -63,6 +57,6 @@ def test_pixel_noise_is_not_a_drawing_and_its_holes_still_get_fixed():
     given = np.where(flips, rng.integers(0, 4, truth.shape), truth).astype(np.uint8)
     assert is_drawn(truth) and not is_drawn(given)
     t = np.full((4, 4), 0.125) + 0.5 * np.eye(4)
-    fixed = propose(one_hot(truth, 0.97), given, t, settings=RuleSettings(temporal=False))
+    fixed = propose(one_hot(truth, sure=0.97), given, t, settings=RuleSettings(temporal=False))
     inside = (truth == CLASPER) & (given == BG)
     assert inside.sum() > 100 and (fixed.proposed[inside] == CLASPER).mean() > 0.9
