@@ -63,6 +63,7 @@ ABLATIONS = {
     "no-part-check": RuleSettings(part_check=False),
     "no-drawn-gaps": RuleSettings(drawn_gaps=0),
     "border-overall": RuleSettings(border_from_inner=False),
+    "t-all-frames": RuleSettings(t_from_trained=False),
 }
 
 

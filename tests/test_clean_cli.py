@@ -87,6 +87,8 @@ def test_cli_clean_writes_outputs_and_never_the_dataset(trained, tmp_path):
     assert section.count("input px from a drawn border |") == 5 and "change cap" in section
     assert "| 0-2 input px from a drawn border |" in section and u["border_from_inner"]
     assert "Gaps in a drawn part up to about 8 model input px wide are kept" in section
+    assert u["t_frames"] == [8, True]  # the 8 frames of the 2 sequences it trained on
+    assert "T estimated on 8 frames that the model trained on." in section
     # A rerun finds every frame done, cleans nothing, and still reports what was used.
     res = runner.invoke(app, ["clean", str(ds.root), "--model", str(best), "--out", str(out)])
     assert res.exit_code == 0, res.output

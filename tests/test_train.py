@@ -71,6 +71,8 @@ def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):
     ckpt = load_checkpoint(res.best, 4)
     assert ckpt["class_names"] == ["background", "shaft", "wrist", "clasper"]
     assert ckpt["stage"] == 2 and ckpt["thresholds"].shape == (4,)
+    train_idx, val_idx = split_by_sequence(tiny.sequences(), 0.25, 0)
+    assert val_idx and ckpt["trained_on"] == sorted(tiny.ids[i] for i in train_idx)
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("epoch,stage,lr")
     import json
@@ -211,6 +213,7 @@ def test_export_then_fine_tune_from_it(tiny, tmp_path):
     assert small.stat().st_size < 0.6 * res.best.stat().st_size  # fp16, no optimiser state
     ckpt = load_checkpoint(small, 4)
     assert "optimiser" not in ckpt and ckpt["model"]["cls2.branches.0.weight"].dtype == torch.half
+    assert len(ckpt["trained_on"]) == 8  # 2 of 3 sequences x 4 frames: the rule's T uses them
     net, _ = model_from_checkpoint(ckpt)
     assert next(net.parameters()).dtype == torch.float32
     # Fine-tune: stage 2 only, from the exported weights; a stale best.pt must not be used.

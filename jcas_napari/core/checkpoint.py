@@ -159,6 +159,7 @@ EXPORT_KEYS = (
     "prior",
     "t_c_anchor",
     "guard",
+    "trained_on",
     "history",
     "method",
     "seed",

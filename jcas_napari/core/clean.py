@@ -99,6 +99,7 @@ class Cleaner:
         # Baselines trained without the affinity branch predict without DAR.
         self.refine = self.method == "jcas"
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
+        self.trained_on = frozenset(ckpt.get("trained_on") or ())
         self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.size = (self.cfg.input.height, self.cfg.input.width)
         self.reset()
@@ -116,6 +117,7 @@ class Cleaner:
         self.t_guard = guard_transition(ckpt, self.t_c)
         self.noise_rate = self._rate(self.t_c)
         self.weak_reason = model_guard(ckpt)
+        self.t_frames = (0, False)  # frames T was estimated on; whether trained on them
 
     def use_transition(self, t: np.ndarray, t_bands: np.ndarray | None = None) -> None:
         """Use T_C [K,K] estimated on the frames to clean, and per distance band [B,K,K]
@@ -136,6 +138,7 @@ class Cleaner:
         if check.t_c is not None:
             self.use_transition(check.t_c, check.t_bands)
         self.blocked = check.blocked
+        self.t_frames = (check.frames, check.in_sample)
 
     def blocked_pairs(self) -> list[tuple[str, str]]:
         """(drawn part, proposed part) names of the changes the rule does not make; none

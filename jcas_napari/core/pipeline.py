@@ -136,6 +136,7 @@ def clean_models(
                 "blocked": list(map(list, cleaner.blocked_pairs())),
                 "drawn_gaps": float(cleaner.settings.drawn_gaps),
                 "border_from_inner": bool(cleaner.settings.border_from_inner),
+                "t_frames": list(cleaner.t_frames),
             }
         if notes is not None:
             notes += model_notes(cleaner, name or "the model")

@@ -64,6 +64,7 @@ class RuleSettings:
     temporal: bool = True
     boundary_bands: bool = True  # estimate T per band of distance to the label border
     border_from_inner: bool = True  # band 0 row: the noisier of overall's and band 1's
+    t_from_trained: bool = True  # T from the frames the model trained on, where 4+ are here
     part_check: bool = True  # no part -> part changes the model's verdicts dispute
     drawn_gaps: float = 4.0  # keep drawn gaps up to ~2x this many model input px (0: off)
 
