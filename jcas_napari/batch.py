@@ -21,6 +21,7 @@ import numpy as np
 from jcas_napari import shard
 from jcas_napari.core.checkpoint import load_checkpoint
 from jcas_napari.core.clean import CleaningResult, RuleSettings
+from jcas_napari.core.guards import frames_note
 from jcas_napari.core.pipeline import clean_models
 from jcas_napari.core.propose import band_names
 from jcas_napari.data.io import (
@@ -188,15 +189,6 @@ def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
     plt.close(fig)
 
 
-def t_frames_line(t_frames) -> list[str]:
-    """Which frames T was estimated on (``guards.trained_frames``)."""
-    if not t_frames or not t_frames[0]:
-        return []
-    n, in_sample = t_frames
-    where = "that the model trained on" if in_sample else "of these"
-    return [f"T estimated on {n} frames {where}.", ""]
-
-
 def rule_lines(used: dict, names: list[str]) -> list[str]:
     """Markdown: per model, the share of labels its T_C (estimated on these frames) takes
     as right, T[i, i] per class, overall and per band of distance to the drawn borders,
@@ -209,7 +201,8 @@ def rule_lines(used: dict, names: list[str]) -> list[str]:
         rows = [("all pixels (sets the change cap)", u["t_c"])]
         rows += list(zip(band_names(), u["t_bands"] or []))
         lines += [f"**{model}**: change cap {100 * u['noise_rate']:.2f}% of a frame", ""]
-        lines += t_frames_line(u.get("t_frames"))
+        note = frames_note(*(u.get("t_frames") or (0, False)))
+        lines += [note, ""] if note else []
         for drawn, other in u.get("blocked") or []:
             why = f"the model calls more drawn {drawn} {other} than {drawn}"
             lines += [f"No {drawn} → {other} changes: {why}.", ""]

@@ -274,9 +274,11 @@ def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer):
     assert matrices.which.currentText() == ANCHOR and path in matrices.note.text()
     on_data = np.full((4, 4), 0.05) + 0.8 * np.eye(4)
     session.cleaner.t_c = on_data  # the cleaning estimated T_C on its frames
+    session.cleaner.t_frames = (12, True)
     session.cleaned.emit([])
     np.testing.assert_allclose(matrices.t_c, on_data)  # what the rule used, labelled
     assert matrices.which.currentText() == USED and "used to clean" in matrices.note.text()
+    assert "T estimated on 12 frames that the model trained on." in matrices.note.text()
     # Per distance band: each band's T_C in the list under its name.
     session.cleaner.t_bands = np.stack([np.eye(4) * (1 - b / 10) + b / 40 for b in range(5)])
     session.cleaned.emit([])

@@ -97,6 +97,14 @@ def trained_frames(dataset: Sequence, cleaner: Cleaner, order: Sequence[int]) ->
     return kept if len(kept) >= MIN_TRAINED_FRAMES else None
 
 
+def frames_note(frames: int, in_sample: bool) -> str:
+    """One sentence for the report and the GUI: the frames T was estimated on."""
+    if not frames:
+        return ""
+    where = "that the model trained on" if in_sample else "of these"
+    return f"T estimated on {frames} frames {where}."
+
+
 @dataclass
 class DataCheck:
     """What ``check_on_data`` found on the frames to clean; all None without pixels."""

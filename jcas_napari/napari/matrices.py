@@ -47,6 +47,7 @@ class MatricesWidget(QWidget):
         self.which = QComboBox()
         self.which.setToolTip("Which T_C of the model in use to show")
         self.show_true = QCheckBox("show the true T_C")
+        self.frames_note = ""  # which frames the T used to clean was estimated on
         self.note = QLabel("identity until a model is trained, loaded or used to clean")
         self.note.setWordWrap(True)
         self.note.setToolTip("Where the matrices shown come from")
@@ -111,7 +112,8 @@ class MatricesWidget(QWidget):
     def _pick(self, label: str) -> None:
         if label in self.options:
             self.t_c = self.options[label]
-            self.note.setText(f"T_C {label}; T_A learned. Model: {self.model_name}")
+            used = self.frames_note if label.startswith("used") else ""
+            self.note.setText(f"T_C {label}; T_A learned. Model: {self.model_name}. {used}")
         self.draw()
 
     def set_matrices(self, t_c: np.ndarray, t_a: np.ndarray) -> None:
@@ -153,8 +155,11 @@ class MatricesWidget(QWidget):
         mats = matrices_of(ckpt)
         name = str(cleaner.source or "the model in use")
         by_band = None
+        from jcas_napari.core.guards import frames_note  # loaded with the cleaner
+
+        self.frames_note = frames_note(*getattr(cleaner, "t_frames", (0, False)))
         if getattr(cleaner, "t_bands", None) is not None:
-            from jcas_napari.core.propose import band_names  # loaded with the cleaner
+            from jcas_napari.core.propose import band_names
 
             # USED (all pixels) sets the change cap; each band's T weighs its labels.
             by_band = {f"used {n}": t for n, t in zip(band_names(), cleaner.t_bands)}
