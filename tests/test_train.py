@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from jcas_napari.core.batches import frame_digest
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import load_config
 from jcas_napari.core.train import fold_splits, run_sync, split_by_sequence, train
@@ -72,7 +73,8 @@ def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):
     assert ckpt["class_names"] == ["background", "shaft", "wrist", "clasper"]
     assert ckpt["stage"] == 2 and ckpt["thresholds"].shape == (4,)
     train_idx, val_idx = split_by_sequence(tiny.sequences(), 0.25, 0)
-    assert val_idx and ckpt["trained_on"] == sorted(tiny.ids[i] for i in train_idx)
+    digests = {tiny.ids[i]: frame_digest(tiny[i].image) for i in train_idx}
+    assert val_idx and ckpt["trained_on"] == digests and len(set(digests.values())) == 8
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("epoch,stage,lr")
     import json

@@ -104,15 +104,8 @@ def checkpoint_payload(run, epoch: int, stage: int, check) -> dict:
         "thresholds": torch.tensor(check.thresholds if check else [0.5] * k),
         "t_c_anchor": torch.tensor(check.t_anchor if check else np.eye(k)),
         "guard": {key: check.metrics[key] for key in GUARD_KEYS} if check else {},
-        "trained_on": trained_ids(run.dataset, run.train_idx),
+        "trained_on": dict(run.trained_on),
     }
-
-
-def trained_ids(dataset, indices: list[int]) -> list[str]:
-    """Sorted ids of the frames a model trained on ([] when the dataset has no ids); the
-    cleaning rule estimates T on these frames (``guards.check_on_data``)."""
-    names = getattr(dataset, "ids", None)
-    return sorted(str(names[i]) for i in indices) if names else []
 
 
 def train_result(run, cancelled: bool = False) -> TrainResult:

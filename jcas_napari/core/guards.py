@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jcas_napari.core.batches import frame_digest
 from jcas_napari.core.propose import (
     band_transitions,
     boundary_bands,
@@ -78,23 +79,30 @@ def with_probs(dataset: Sequence, cleaner: Cleaner, order: list[int], batch_size
 MIN_TRAINED_FRAMES = 4
 
 
-def trained_frames(dataset: Sequence, cleaner: Cleaner, order: Sequence[int]) -> list[int] | None:
-    """The frames of ``order`` the model trained on, when there are at least
-    ``MIN_TRAINED_FRAMES`` of them and ``RuleSettings.t_from_trained``; else None (use all).
+def trained_frames(dataset: Sequence, cleaner: Cleaner, order: Sequence[int]) -> list[int]:
+    """The frames of ``order`` whose ids the model recorded as trained on (``trained_on``:
+    id -> ``frame_digest``), when there are at least ``MIN_TRAINED_FRAMES`` of them and
+    ``RuleSettings.t_from_trained``; else []. ``check_on_data`` then checks the content
+    of those it looks at.
 
     Why: the confident joint counts as label noise every confident disagreement between
     the model and the labels. On frames the model trained on, a disagreement is a label it
     could not fit; on sequences it never saw, its own errors of transfer count as well
     (measured on development data: T from the held-out sequences alone was further from
     the true T than from the trained ones on all five sets checked, by 1.2-4x, and on one
-    set of clean masks called 73% of the clasper labels wrong).
-    A model that trained on none of these frames (another dataset, or cross-fitting)
-    looks at them all. Frames are matched by id (``Dataset.ids``)."""
+    set of clean masks called 73% of the clasper labels wrong)."""
     names = getattr(dataset, "ids", None)
     if not (cleaner.settings.t_from_trained and cleaner.trained_on and names):
-        return None
+        return []
     kept = [i for i in order if str(names[i]) in cleaner.trained_on]
-    return kept if len(kept) >= MIN_TRAINED_FRAMES else None
+    return kept if len(kept) >= MIN_TRAINED_FRAMES else []
+
+
+def evenly(order: Sequence[int], frames: int) -> list[int]:
+    """Up to ``frames`` of ``order``, evenly spaced."""
+    if not order:
+        return []
+    return list(dict.fromkeys(order[int(j)] for j in np.linspace(0, len(order) - 1, frames)))
 
 
 def frames_note(frames: int, in_sample: bool) -> str:
@@ -117,6 +125,23 @@ class DataCheck:
     in_sample: bool = False  # whether the model trained on them (``trained_frames``)
 
 
+def frame_evidence(sample, q: np.ndarray, cleaner: Cleaner) -> dict:
+    """What one frame contributes to ``check_on_data``: q [N,K] and labels [N] of every
+    4th pixel in each direction, their distance bands, the part votes and its digest."""
+    lab = sample.mask[::4, ::4].ravel()
+    keep = lab != cleaner.ignore_index
+    band = boundary_bands(sample.mask, cleaner.scale(sample.mask))
+    votes = part_votes(q, sample.mask, band) if cleaner.settings.part_check else []
+    return {
+        "q": q[:, ::4, ::4].reshape(len(q), -1).T[keep],
+        "labels": lab[keep].astype(np.intp),
+        "bands": band[::4, ::4].ravel()[keep],
+        "votes": votes,
+        "digest": frame_digest(sample.image),
+        "id": str(sample.id),
+    }
+
+
 def check_on_data(
     dataset: Sequence, cleaner: Cleaner, order: Sequence[int], frames: int = 16
 ) -> DataCheck:
@@ -125,36 +150,37 @@ def check_on_data(
     Finds whether the model must not propose here at all (the guard), T_C estimated on
     these frames by the confident joint, the same per band of distance to the label border
     (``RuleSettings.boundary_bands``), and the part -> part changes the model's verdicts
-    on the drawn parts cannot support (``propose.disputed_parts``). For a model that never
-    saw these frames the guard is an honest test of transfer, and T says how noisy
-    **these** masks look, not the masks the model was trained on: clean masks give T near I.
-    Where the model trained on some of these frames, only those are looked at
-    (``trained_frames``).
+    on the drawn parts cannot support (``propose.disputed_parts``). The guard looks at
+    frames spread over all of ``order``: for a model that never saw them it is an honest
+    test of transfer. T and the part check say how noisy **these** masks look (clean masks
+    give T near I); where at least 4 of them are frames the model trained on, same id and
+    same content, they are estimated on those alone (``trained_frames``).
     """
-    trained = trained_frames(dataset, cleaner, order)
-    in_sample, order = trained is not None, trained or list(order)
-    pick = [order[int(j)] for j in np.linspace(0, len(order) - 1, min(frames, len(order)))]
-    qs, labels, bands, votes = [], [], [], []
-    for _, s, q in with_probs(dataset, cleaner, list(dict.fromkeys(pick)), 4):
-        lab = s.mask[::4, ::4].ravel()
-        keep = lab != cleaner.ignore_index
-        qs.append(q[:, ::4, ::4].reshape(len(q), -1).T[keep])
-        labels.append(lab[keep].astype(np.intp))
-        band = boundary_bands(s.mask, cleaner.scale(s.mask))
-        bands.append(band[::4, ::4].ravel()[keep])
-        if cleaner.settings.part_check:
-            votes += part_votes(q, s.mask, band)
-    q, lab, band = np.concatenate(qs), np.concatenate(labels), np.concatenate(bands)
+    order = list(order)
+    everywhere = evenly(order, frames)
+    fitted = evenly(trained_frames(dataset, cleaner, order), frames)
+    seen = {
+        i: frame_evidence(s, q, cleaner)
+        for i, s, q in with_probs(dataset, cleaner, list(dict.fromkeys(everywhere + fitted)), 4)
+    }
+    in_sample = bool(fitted) and all(
+        cleaner.trained_on.get(seen[i]["id"]) == seen[i]["digest"] for i in fitted
+    )
+    source = fitted if in_sample else everywhere
     k = len(cleaner.class_names)
-    g = guard_scores(noisy_posterior_flat(q, cleaner.t_guard), lab, k, cleaner.noisy_prior)
-    found = DataCheck(frames=len(set(pick)), in_sample=in_sample)
-    if len(lab):
-        found.t_c = confident_joint_estimate(q, lab)
+    guard = _joined(seen, everywhere)
+    g = guard_scores(
+        noisy_posterior_flat(guard["q"], cleaner.t_guard), guard["labels"], k, cleaner.noisy_prior
+    )
+    found = DataCheck(frames=len(source), in_sample=in_sample)
+    ev = _joined(seen, source)
+    if len(ev["labels"]):
+        found.t_c = confident_joint_estimate(ev["q"], ev["labels"])
         if cleaner.settings.boundary_bands:
             inner = cleaner.settings.border_from_inner
-            found.t_bands = band_transitions(q, lab, band, found.t_c, inner)
+            found.t_bands = band_transitions(ev["q"], ev["labels"], ev["bands"], found.t_c, inner)
         if cleaner.settings.part_check:
-            found.blocked = disputed_parts(votes, k)
+            found.blocked = disputed_parts(ev["votes"], k)
     if np.isfinite(g["val_gain"]) and g["val_gain"] <= 0:
         found.reason = (
             f"on these frames the model predicts the given labels no better than the "
@@ -163,3 +189,11 @@ def check_on_data(
             "train it longer or on more frames"
         )
     return found
+
+
+def _joined(seen: dict[int, dict], frames: list[int]) -> dict:
+    """The evidence of ``frames`` (``frame_evidence``) as one set of pixels."""
+    parts = [seen[i] for i in frames]
+    out = {key: np.concatenate([p[key] for p in parts]) for key in ("q", "labels", "bands")}
+    out["votes"] = [v for p in parts for v in p["votes"]]
+    return out

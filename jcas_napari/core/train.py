@@ -37,6 +37,7 @@ from jcas_napari.core.batches import (
     load_batch,
     sequence_map,
     split_by_sequence,
+    training_masks,
 )
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint
 from jcas_napari.core.config import Config
@@ -54,7 +55,6 @@ from jcas_napari.core.steps import (
 from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
 from jcas_napari.core.validate import validate
 from jcas_napari.data.io import remove_stale_temp_files
-from jcas_napari.data.resize import resize_mask
 
 METHODS = ("jcas", "ce", "volmin")
 VOLMIN_WEIGHT = 0.5  # the baseline's volume term (JCAS's own ``loss.vol`` defaults to 0)
@@ -120,11 +120,9 @@ class Trainer:
         if not self.train_idx:
             raise ValueError("no training frames")
         self.size = (self.config.input.height, self.config.input.width)
-        counts = class_counts(
-            (resize_mask(self.dataset[i].mask, self.size) for i in self.train_idx),
-            self.k,
-            self.ignore,
-        )
+        self.trained_on: dict[str, str] = {}  # id -> frame_digest, for the cleaning rule
+        masks = training_masks(self.dataset, self.train_idx, self.size, self.trained_on)
+        counts = class_counts(masks, self.k, self.ignore)
         if counts.sum() == 0:
             where = getattr(self.dataset, "root", None) or "dataset"
             raise ValueError(

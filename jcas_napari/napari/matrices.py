@@ -47,7 +47,7 @@ class MatricesWidget(QWidget):
         self.which = QComboBox()
         self.which.setToolTip("Which T_C of the model in use to show")
         self.show_true = QCheckBox("show the true T_C")
-        self.frames_note = ""  # which frames the T used to clean was estimated on
+        self.frames_note = ""
         self.note = QLabel("identity until a model is trained, loaded or used to clean")
         self.note.setWordWrap(True)
         self.note.setToolTip("Where the matrices shown come from")
@@ -112,8 +112,9 @@ class MatricesWidget(QWidget):
     def _pick(self, label: str) -> None:
         if label in self.options:
             self.t_c = self.options[label]
+            note = f"T_C {label}; T_A learned. Model: {self.model_name}"
             used = self.frames_note if label.startswith("used") else ""
-            self.note.setText(f"T_C {label}; T_A learned. Model: {self.model_name}. {used}")
+            self.note.setText(f"{note}. {used}" if used else note)
         self.draw()
 
     def set_matrices(self, t_c: np.ndarray, t_a: np.ndarray) -> None:
