@@ -294,6 +294,8 @@ def test_training_progress_has_numbers_and_only_the_model_in_use_is_kept(
     wait_idle(trainer, qtbot)
     assert steps and pbar.n == steps[-1].step == steps[-1].steps_total
     assert "corrected" in viewer.layers and trainer.table.rowCount() == 6
+    # The rule's T came from the 4 layer frames it trained on (the last 2 were held out).
+    assert trainer.session.cleaner.t_frames == (4, True)
     first = Path(trainer.session.checkpoint)
     assert trainer.runs.folders() == [p for p in trainer.runs.folders() if p in first.parents]
     assert len(trainer.runs.folders()) == 1
