@@ -113,7 +113,7 @@ def test_resume_refuses_a_state_file_that_does_not_say_what_it_belongs_to(tmp_pa
 
 
 def test_fingerprint_sees_content_shape_and_dtype():
-    from jcas_napari.napari.provenance import fingerprint
+    from jcas_napari.data.fingerprint import fingerprint
 
     a = np.zeros((4, 8, 8), np.uint8)
     b = a.copy()

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from jcas_napari.core.batches import frame_digest
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import load_config
 from jcas_napari.core.train import fold_splits, run_sync, split_by_sequence, train
+from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.io import open_dataset
 from jcas_napari.data.make import make_dataset
 
@@ -73,7 +73,7 @@ def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):
     assert ckpt["class_names"] == ["background", "shaft", "wrist", "clasper"]
     assert ckpt["stage"] == 2 and ckpt["thresholds"].shape == (4,)
     train_idx, val_idx = split_by_sequence(tiny.sequences(), 0.25, 0)
-    digests = {tiny.ids[i]: frame_digest(tiny[i].image) for i in train_idx}
+    digests = {tiny.ids[i]: fingerprint(tiny[i].image) for i in train_idx}
     assert val_idx and ckpt["trained_on"] == digests and len(set(digests.values())) == 8
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("epoch,stage,lr")

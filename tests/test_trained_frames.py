@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from jcas_napari.core.batches import frame_digest
 from jcas_napari.core.clean import Cleaner, check_on_data
 from jcas_napari.core.propose import RuleSettings
+from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.io import ArrayDataset
 from tests.test_proposals import random_checkpoint
 
@@ -34,7 +34,7 @@ def two_kinds_of_frames(n: int = 8, shade: int = 0):
 
 def cleaner_for(ds, probabilities, trained: list[int], **settings) -> Cleaner:
     ckpt = random_checkpoint(0.3)
-    ckpt["trained_on"] = {ds.ids[i]: frame_digest(ds[i].image) for i in trained}
+    ckpt["trained_on"] = {ds.ids[i]: fingerprint(ds[i].image) for i in trained}
     cleaner = Cleaner(ckpt, 4, "cpu", RuleSettings(**settings))
     cleaner.probabilities = probabilities
     return cleaner

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from jcas_napari.core.infer import to_tensor
+from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.resize import resize_image, resize_mask
-
-
-def frame_digest(image: np.ndarray) -> str:
-    """A short content hash of a frame [H,W,C] uint8: which frame a model trained on,
-    whatever the dataset calls it (ids of in-memory layers are only positions)."""
-    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).hexdigest()
 
 
 def training_masks(dataset: Sequence, indices: list[int], size, trained_on: dict[str, str]):
     """Yield the masks of frames ``indices`` at ``size`` (h, w); record each frame's id ->
-    ``frame_digest`` in ``trained_on`` on the way (the cleaning rule's ``trained_frames``),
+    content ``fingerprint`` in ``trained_on`` on the way (the cleaning rule's ``trained_frames``),
     since the frames are read here anyway. Datasets without ids record nothing."""
     names = getattr(dataset, "ids", None)
     for i in indices:
         sample = dataset[i]
         if names:
-            trained_on[str(names[i])] = frame_digest(sample.image)
+            trained_on[str(names[i])] = fingerprint(sample.image)
         yield resize_mask(sample.mask, size)
 
 

@@ -99,7 +99,7 @@ class Cleaner:
         # Baselines trained without the affinity branch predict without DAR.
         self.refine = self.method == "jcas"
         self.temperature = float((ckpt.get("guard") or {}).get("temperature", 1.0))
-        seen = ckpt.get("trained_on")  # id -> frame_digest of each frame it trained on
+        seen = ckpt.get("trained_on")  # id -> content fingerprint of each frame it trained on
         self.trained_on: dict[str, str] = dict(seen) if isinstance(seen, dict) else {}
         self.noisy_prior = np.asarray(ckpt.get("prior", np.full(k, 1 / k)), np.float64)
         self.size = (self.cfg.input.height, self.cfg.input.width)

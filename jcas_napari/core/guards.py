@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jcas_napari.core.batches import frame_digest
 from jcas_napari.core.propose import (
     band_transitions,
     boundary_bands,
@@ -24,6 +23,7 @@ from jcas_napari.core.propose import (
 )
 from jcas_napari.core.transitions import confident_joint_estimate
 from jcas_napari.core.validate import guard_scores, noisy_posterior_flat
+from jcas_napari.data.fingerprint import fingerprint
 
 if TYPE_CHECKING:
     from jcas_napari.core.clean import Cleaner
@@ -81,7 +81,7 @@ MIN_TRAINED_FRAMES = 4
 
 def trained_frames(dataset: Sequence, cleaner: Cleaner, order: Sequence[int]) -> list[int]:
     """The frames of ``order`` whose ids the model recorded as trained on (``trained_on``:
-    id -> ``frame_digest``), when there are at least ``MIN_TRAINED_FRAMES`` of them and
+    id -> content ``fingerprint``), when there are at least ``MIN_TRAINED_FRAMES`` of them and
     ``RuleSettings.t_from_trained``; else []. ``check_on_data`` then checks the content
     of those it looks at.
 
@@ -137,7 +137,7 @@ def frame_evidence(sample, q: np.ndarray, cleaner: Cleaner) -> dict:
         "labels": lab[keep].astype(np.intp),
         "bands": band[::4, ::4].ravel()[keep],
         "votes": votes,
-        "digest": frame_digest(sample.image),
+        "digest": fingerprint(sample.image),
         "id": str(sample.id),
     }
 

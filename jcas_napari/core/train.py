@@ -120,7 +120,7 @@ class Trainer:
         if not self.train_idx:
             raise ValueError("no training frames")
         self.size = (self.config.input.height, self.config.input.width)
-        self.trained_on: dict[str, str] = {}  # id -> frame_digest, for the cleaning rule
+        self.trained_on: dict[str, str] = {}  # id -> content fingerprint, for the cleaning rule
         masks = training_masks(self.dataset, self.train_idx, self.size, self.trained_on)
         counts = class_counts(masks, self.k, self.ignore)
         if counts.sum() == 0:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.io import atomic_write_bytes
-from jcas_napari.napari.provenance import fingerprint
 
 STATE_VERSION = 2
 BINDING_NAMES = {"data": "frames", "masks": "masks", "proposals": "proposals"}
