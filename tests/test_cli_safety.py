@@ -342,6 +342,7 @@ def test_checkpoint_whose_config_disagrees_with_its_weights(base, trained, tmp_p
         ("train", "batch_size", True, "whole number >= 1"),
         ("train", "epochs_warmup", -1, "whole number >= 0"),
         ("train", "epochs_jcas", "3", "whole number >= 0"),
+        ("train", "min_steps_jcas", -5, "whole number >= 0"),
         ("train", "optimizer", "rmsprop", "one of sgd, adam"),
         ("train", "t_optimizer", "lbfgs", "one of adam, sgd"),
         ("train", "t_init", "random", "one of anchor, paper"),

@@ -15,6 +15,7 @@ import torch
 
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import load_config
+from jcas_napari.core.steps import stage2_epochs
 from jcas_napari.core.train import fold_splits, run_sync, split_by_sequence, train
 from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.io import open_dataset
@@ -57,6 +58,25 @@ def test_split_by_sequence_and_folds():
     assert sorted(folds[0] + folds[1]) == list(range(8)) and len(folds[0]) == 4
     with pytest.raises(ValueError, match="3 folds need at least 3 sequences"):
         fold_splits({"a": [0], "b": [1]}, 3, 0)
+
+
+def test_stage2_floor_counts_steps_and_says_so(tiny, tmp_path):
+    assert stage2_epochs(5, 150, 9) == (17, stage2_epochs(5, 150, 9)[1])
+    assert "17 epochs, not 5" in stage2_epochs(5, 150, 9)[1]
+    assert stage2_epochs(20, 150, 9) == (20, None)  # enough steps already
+    assert stage2_epochs(0, 150, 9) == (0, None)  # no stage 2 asked for
+    assert stage2_epochs(5, 0, 9) == (5, None)  # floor off
+    cfg = tiny_config(1, 1)
+    cfg.train.min_steps_jcas = 10  # 8 training frames, batch 2: 4 steps per epoch
+    events = []
+    res = run_sync(train(tiny, cfg, tmp_path / "run"), events.append)
+    notes = [e.val["message"] for e in events if e.kind == "message"]
+    assert notes == [
+        "stage 2 runs 3 epochs, not 1: at least 10 steps (train.min_steps_jcas) "
+        "at 4 steps per epoch"
+    ]
+    assert [e.stage for e in events if e.kind == "epoch"] == [1, 2, 2, 2]
+    assert sum(e.kind == "step" and e.stage == 2 for e in events) == 12 and not res.cancelled
 
 
 def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):

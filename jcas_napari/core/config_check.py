@@ -136,6 +136,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "train": {
         "epochs_warmup": whole(0),
         "epochs_jcas": whole(0),
+        "min_steps_jcas": whole(0),
         "batch_size": whole(1),
         "optimizer": choice("sgd", "adam"),
         "lr": real(0, above=True),

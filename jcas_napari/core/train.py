@@ -50,6 +50,7 @@ from jcas_napari.core.steps import (
     jcas_step,
     make_optimiser,
     make_t_optimiser,
+    stage2_epochs,
     start_transitions,
 )
 from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
@@ -159,7 +160,8 @@ class Trainer:
         self.bs = tc.batch_size
         per_rank = math.ceil(len(self.train_idx) / self.world)
         self.steps_per_epoch = tc.steps_per_epoch or max(1, math.ceil(per_rank / self.bs))
-        self.epochs = [1] * tc.epochs_warmup + [2] * tc.epochs_jcas
+        jcas, self.note = stage2_epochs(tc.epochs_jcas, tc.min_steps_jcas, self.steps_per_epoch)
+        self.epochs = [1] * tc.epochs_warmup + [2] * jcas
         self.total_steps = self.steps_per_epoch * len(self.epochs)
         self.history: list[dict] = []
         self.best_score = {1: -1.0, 2: -1.0}
@@ -253,22 +255,13 @@ class Trainer:
         if self.dev.type == "cuda":
             torch.cuda.empty_cache()
         self.bs = max(1, len(plan_item) // 2)
-        msg = f"out of memory: batch size halved to {self.bs}"
-        event = TrainEvent(
-            "message",
-            stage,
-            epoch,
-            len(self.epochs),
-            self.step,
-            self.total_steps,
-            {},
-            np.eye(self.k),
-            np.eye(2),
-            0.0,
-            0.0,
-            {"message": msg},
-        )
-        return event
+        return self.message(stage, epoch, f"out of memory: batch size halved to {self.bs}")
+
+    def message(self, stage: int, epoch: int, text: str) -> TrainEvent:
+        """A note for the user: the GUI shows it, the CLI prints it."""
+        where = (stage, epoch, len(self.epochs), self.step, self.total_steps)
+        eyes = (np.eye(self.k), np.eye(2))
+        return TrainEvent("message", *where, {}, *eyes, 0.0, 0.0, {"message": text})
 
     def run_epoch(self, epoch: int, should_stop) -> Generator[TrainEvent, None, dict | None]:
         """One epoch of steps; returns the summed losses, or None when cancelled."""
@@ -368,6 +361,8 @@ def train(
         train_indices=train_indices,
         method=method,
     )
+    if run.note and run.start_epoch == 0:
+        yield run.message(run.epochs[0], 0, run.note)
     for epoch in range(run.start_epoch, len(run.epochs)):
         run.start_stage(epoch)
         sums = yield from run.run_epoch(epoch, should_stop)
