@@ -285,14 +285,16 @@ def test_training_progress_has_numbers_and_only_the_model_in_use_is_kept(
     add_small_data(viewer)
     trainer = make_trainer(viewer)
     trainer.form.jcas.value = 2
+    trainer.form.min_steps.value = 3  # 4 training frames, batch 4: 3 stage-2 epochs, not 2
     steps = []
     trainer.session.progress.connect(lambda ev: ev.kind == "step" and steps.append(ev))
     trainer.start()
     pbar = trainer.worker.pbar  # napari's activity-panel bar of this run
     qtbot.waitUntil(lambda: len(steps) >= 1, timeout=60_000)
-    assert pbar.total == steps[0].steps_total > 0  # a total, not a busy bar
+    assert pbar.total == steps[0].steps_total == 3  # a total, not a busy bar
     wait_idle(trainer, qtbot)
     assert steps and pbar.n == steps[-1].step == steps[-1].steps_total
+    assert "jcas-napari: stage 2 runs 3 epochs, not 2: at least 3 steps" in " ".join(seen)
     assert "corrected" in viewer.layers and trainer.table.rowCount() == 6
     # The rule's T came from the 4 layer frames it trained on (the last 2 were held out).
     assert trainer.session.cleaner.t_frames == (4, True)

@@ -16,6 +16,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QComboBox, QGridLayout, QScrollArea, QVBoxLayout, QWidget
 
+from jcas_napari.core.config import TrainConfig
 from jcas_napari.napari import runtime
 from jcas_napari.napari.layers import default_masks
 from jcas_napari.napari.names import RESULT_LAYERS
@@ -35,12 +36,17 @@ TIPS = {
     "device": "Where to train: 'auto' picks CUDA, then Apple MPS, then the CPU.",
     "warmup": "Stage 1 epochs: plain cross-entropy warm-up before the noise model.",
     "jcas": "Stage 2 epochs: JCAS training with the class and affinity noise matrices.",
+    "min_steps": "Stage 2 runs at least this many steps: on a few frames it gets more epochs "
+    "(the noise matrices need steps, not passes). 0: exactly the epochs above.",
     # The trainer's buttons.
     "start": "Fine-tune in the background, then clean the frames with the new model.",
     "cancel": "Stop at the next training step; the previous model stays in use.",
     "clean": "Propose corrections with the current model (the shipped one if none).",
     "save": "Write the fine-tuned model to a .pt file of your choice (outside the dataset).",
 }
+
+
+TIPS_OF_FIELDS = ("frames", "masks", "model", "checkpoint", "device", "warmup", "jcas", "min_steps")
 
 
 def _layers_of(viewer_ref: weakref.ref, kind: str):
@@ -76,6 +82,8 @@ class TrainerForm(Container):
         self.device_note = Label(value="")
         self.warmup = SpinBox(label="warm-up epochs", min=0, max=1000, value=0)
         self.jcas = SpinBox(label="JCAS epochs", min=0, max=1000, value=2)
+        floor = TrainConfig().min_steps_jcas
+        self.min_steps = SpinBox(label="at least JCAS steps", min=0, max=100_000, value=floor)
         super().__init__(
             widgets=[
                 self.frames,
@@ -86,9 +94,10 @@ class TrainerForm(Container):
                 self.device_note,
                 self.warmup,
                 self.jcas,
+                self.min_steps,
             ]
         )
-        for name in ("frames", "masks", "model", "checkpoint", "device", "warmup", "jcas"):
+        for name in TIPS_OF_FIELDS:
             getattr(self, name).tooltip = TIPS[name]
         # FileEdit is a line edit and a button: each carries the tip.
         self.checkpoint.line_edit.tooltip = TIPS["checkpoint"]
