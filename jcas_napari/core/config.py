@@ -58,8 +58,8 @@ class TrainConfig:
 
     epochs_warmup: int = 4  # stage 1: CE + affinity BCE on the noisy masks, T = I
     epochs_jcas: int = 6  # stage 2: JCAS with T_C and T_A
-    # > 0: stage 2 gets more epochs when they would be fewer steps (off until benchmarked;
-    # benchmarks/RESULTS.md, "round of the step floor")
+    # > 0: stage 2 gets more epochs when they would be fewer steps. Off: T_C and flips
+    # gain, mixed noise loses (benchmarks/RESULTS.md, "round of the step floor")
     min_steps_jcas: int = 0
     batch_size: int = 4
     optimizer: str = "sgd"  # sgd (the paper's) or adam (faster from random init)
