@@ -66,6 +66,7 @@ def test_stage2_floor_counts_steps_and_says_so(tiny, tmp_path):
     assert stage2_epochs(20, 150, 9) == (20, None)  # enough steps already
     assert stage2_epochs(0, 150, 9) == (0, None)  # no stage 2 asked for
     assert stage2_epochs(5, 0, 9) == (5, None)  # floor off
+    assert stage2_epochs(1, 12, 1)[1].endswith("at 1 step per epoch")
     cfg = tiny_config(1, 1)
     cfg.train.min_steps_jcas = 10  # 8 training frames, batch 2: 4 steps per epoch
     events = []

@@ -67,9 +67,10 @@ def stage2_epochs(epochs: int, min_steps: int, steps_per_epoch: int) -> tuple[in
     n = max(epochs, math.ceil(min_steps / max(steps_per_epoch, 1)))
     if n == epochs:
         return n, None
+    per = f"{steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''} per epoch"
     return n, (
         f"stage 2 runs {n} epochs, not {epochs}: at least {min_steps} steps "
-        f"(train.min_steps_jcas) at {steps_per_epoch} steps per epoch"
+        f"(train.min_steps_jcas) at {per}"
     )
 
 
