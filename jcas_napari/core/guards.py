@@ -125,9 +125,10 @@ class DataCheck:
     in_sample: bool = False  # whether the model trained on them (``trained_frames``)
 
 
-def frame_evidence(sample, q: np.ndarray, cleaner: Cleaner) -> dict:
+def frame_evidence(sample, q: np.ndarray, cleaner: Cleaner, digest: bool) -> dict:
     """What one frame contributes to ``check_on_data``: q [N,K] and labels [N] of every
-    4th pixel in each direction, their distance bands, the part votes and its digest."""
+    4th pixel in each direction, their distance bands, the part votes, and (``digest``:
+    only for frames to match against ``trained_on``) its content fingerprint."""
     lab = sample.mask[::4, ::4].ravel()
     keep = lab != cleaner.ignore_index
     band = boundary_bands(sample.mask, cleaner.scale(sample.mask))
@@ -137,7 +138,7 @@ def frame_evidence(sample, q: np.ndarray, cleaner: Cleaner) -> dict:
         "labels": lab[keep].astype(np.intp),
         "bands": band[::4, ::4].ravel()[keep],
         "votes": votes,
-        "digest": fingerprint(sample.image),
+        "digest": fingerprint(sample.image) if digest else None,
         "id": str(sample.id),
     }
 
@@ -159,9 +160,10 @@ def check_on_data(
     order = list(order)
     everywhere = evenly(order, frames)
     fitted = evenly(trained_frames(dataset, cleaner, order), frames)
+    looked = list(dict.fromkeys(everywhere + fitted))
     seen = {
-        i: frame_evidence(s, q, cleaner)
-        for i, s, q in with_probs(dataset, cleaner, list(dict.fromkeys(everywhere + fitted)), 4)
+        i: frame_evidence(s, q, cleaner, digest=i in fitted)
+        for i, s, q in with_probs(dataset, cleaner, looked, 4)
     }
     in_sample = bool(fitted) and all(
         cleaner.trained_on.get(seen[i]["id"]) == seen[i]["digest"] for i in fitted
