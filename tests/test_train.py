@@ -61,8 +61,8 @@ def test_split_by_sequence_and_folds():
 
 
 def test_stage2_floor_counts_steps_and_says_so(tiny, tmp_path):
-    assert stage2_epochs(5, 150, 9) == (17, stage2_epochs(5, 150, 9)[1])
-    assert "17 epochs, not 5" in stage2_epochs(5, 150, 9)[1]
+    epochs, note = stage2_epochs(5, 150, 9)
+    assert epochs == 17 and "17 epochs, not 5" in note
     assert stage2_epochs(20, 150, 9) == (20, None)  # enough steps already
     assert stage2_epochs(0, 150, 9) == (0, None)  # no stage 2 asked for
     assert stage2_epochs(5, 0, 9) == (5, None)  # floor off
