@@ -133,6 +133,20 @@ def test_every_control_has_a_tooltip_and_the_checkpoint_a_browse_button(viewer):
     assert "Save model…" in [b.text() for b in trainer.findChildren(QPushButton)]
 
 
+def test_the_form_sets_the_schedule_the_run_uses(viewer):
+    from jcas_napari.napari.trainer import SHIPPED
+
+    form = make_trainer(viewer).form
+    cfg, init = form.config_and_init(SHIPPED)
+    assert init == str(SHIPPED) and form.stretch.value is True
+    assert (cfg.train.epochs_warmup, cfg.train.epochs_jcas) == (0, 2) and cfg.train.stretch_stage2
+    form.warmup.value, form.jcas.value, form.min_steps.value = 1, 4, 30
+    form.stretch.value = False  # the user can keep stage 2 at exactly its epochs
+    tc = form.config_and_init(SHIPPED)[0].train
+    assert (tc.epochs_warmup, tc.epochs_jcas, tc.min_steps_jcas) == (1, 4, 30)
+    assert tc.stretch_stage2 is False
+
+
 # ---------------------------------------------------------------------- item 3: layout
 
 

@@ -15,8 +15,9 @@ import torch
 
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from jcas_napari.core.config import load_config
-from jcas_napari.core.steps import stage2_epochs
+from jcas_napari.core.steps import stage2_epochs, stretch_stage2
 from jcas_napari.core.train import fold_splits, run_sync, split_by_sequence, train
+from jcas_napari.core.transitions import label_signal
 from jcas_napari.data.fingerprint import fingerprint
 from jcas_napari.data.io import open_dataset
 from jcas_napari.data.make import make_dataset
@@ -35,6 +36,7 @@ def tiny_config(warmup=1, jcas=1):
     cfg.affinity.grid = (8, 10)
     cfg.train.batch_size = 2
     cfg.train.epochs_warmup, cfg.train.epochs_jcas = warmup, jcas
+    cfg.train.stretch_stage2 = False  # tiny's flipped labels would stretch stage 2; own test
     return cfg
 
 
@@ -78,6 +80,48 @@ def test_stage2_floor_counts_steps_and_says_so(tiny, tmp_path):
     ]
     assert [e.stage for e in events if e.kind == "epoch"] == [1, 2, 2, 2]
     assert sum(e.kind == "step" and e.stage == 2 for e in events) == 12 and not res.cancelled
+
+
+def test_label_signal_and_stretch_of_stage_two():
+    k4 = np.full((4, 4), 0.5 / 3) + np.eye(4) * (0.5 - 0.5 / 3)  # symmetric flips at 0.5
+    prior = np.array([0.7, 0.1, 0.1, 0.1])
+    assert label_signal(np.eye(4), prior) == pytest.approx(1.0)
+    assert label_signal(k4, prior) == pytest.approx(1 - 0.5 * 4 / 3)
+    tied = np.array([[0.5, 0.5], [0.0, 1.0]])  # class 0 labelled 1 as often as 0
+    assert label_signal(tied, np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert label_signal(tied, np.array([1.0, 0.0])) == pytest.approx(0.0)
+    plan = [1, 1, 1] + [2] * 5
+    assert stretch_stage2(plan, 0.51) == (plan, None)  # border-like noise: unchanged
+    longer, note = stretch_stage2(plan, 0.4)  # 1 / 0.4 = 2.5 -> 13 epochs
+    assert longer == [1, 1, 1] + [2] * 13 and "stage 2 runs 13 epochs, not 5" in note
+    assert stretch_stage2(plan, 0.05)[0].count(2) == 15  # at most 3x
+    assert stretch_stage2([1, 1], 0.1) == ([1, 1], None)  # no stage 2 asked for
+
+
+def test_flipped_labels_stretch_stage_two_and_resume_keeps_it(tiny, tmp_path):
+    cfg = tiny_config(1, 2)
+    cfg.train.stretch_stage2 = True
+    events = []
+    res = run_sync(train(tiny, cfg, tmp_path / "run"), events.append)
+    notes = [e.val["message"] for e in events if e.kind == "message"]
+    stages = [e.stage for e in events if e.kind == "epoch"]
+    assert len(notes) == 1 and "labels look heavily flipped" in notes[0], notes
+    n = stages.count(2)
+    assert stages == [1] + [2] * n and 2 < n <= 6 and f"runs {n} epochs, not 2" in notes[0]
+    steps = [e for e in events if e.kind == "step"]
+    assert steps[-1].step == steps[-1].steps_total == len(steps) == 4 * (1 + n)
+    assert load_checkpoint(res.last, 4)["schedule"] == [1] + [2] * n
+    cut = []  # cancelled in stage 2's second epoch, then resumed: the same longer schedule
+    gen = train(tiny, cfg, tmp_path / "again", should_stop=lambda: len(cut) >= 10)
+    run_sync(gen, lambda e: cut.append(e) if e.kind == "step" else None)
+    more = []
+    run_sync(train(tiny, cfg, tmp_path / "again", resume=True), more.append)
+    assert [e.stage for e in more if e.kind == "epoch"] == [2] * (n - 1)
+    assert not [e for e in more if e.kind == "message"]  # stretched once, not twice
+    cfg.train.stretch_stage2 = False
+    off = []
+    run_sync(train(tiny, cfg, tmp_path / "off"), off.append)
+    assert [e.stage for e in off if e.kind == "epoch"] == [1, 2, 2]
 
 
 def test_train_writes_checkpoints_logs_and_events(tiny, tmp_path):

@@ -61,6 +61,9 @@ class TrainConfig:
     # > 0: stage 2 gets more epochs when they would be fewer steps. Off: T_C and flips
     # gain, mixed noise loses (benchmarks/RESULTS.md, "round of the step floor")
     min_steps_jcas: int = 0
+    # Stage 2 runs up to 3x longer when the stage-2 start T_C says the labels are heavily
+    # flipped (core.steps.stretch_stage2); border and shape noise never trigger it
+    stretch_stage2: bool = True
     batch_size: int = 4
     optimizer: str = "sgd"  # sgd (the paper's) or adam (faster from random init)
     lr: float = 0.005  # backbone lr; the paper's 1e-4 assumes ImageNet-initialised weights

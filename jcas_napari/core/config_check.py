@@ -137,6 +137,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "epochs_warmup": whole(0),
         "epochs_jcas": whole(0),
         "min_steps_jcas": whole(0),
+        "stretch_stage2": ("true or false", _flag),
         "batch_size": whole(1),
         "optimizer": choice("sgd", "adam"),
         "lr": real(0, above=True),

@@ -58,3 +58,14 @@ def world() -> int:
 def barrier() -> None:
     if world() > 1:
         dist.barrier()
+
+
+def from_rank0(value: float) -> float:
+    """``value`` as rank 0 has it, on every rank (a decision all ranks must share)."""
+    if world() == 1:
+        return value
+    buf = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        buf = buf.cuda()
+    dist.broadcast(buf, 0)
+    return float(buf.item())

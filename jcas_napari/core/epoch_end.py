@@ -96,6 +96,7 @@ def checkpoint_payload(run, epoch: int, stage: int, check) -> dict:
         "generator": run.gen.get_state(),
         "epoch": epoch,
         "stage": stage,
+        "schedule": list(run.epochs),
         "seed": run.seed,
         "history": run.history,
         "best_score": {str(s): v for s, v in run.best_score.items()},
@@ -106,6 +107,21 @@ def checkpoint_payload(run, epoch: int, stage: int, check) -> dict:
         "guard": {key: check.metrics[key] for key in GUARD_KEYS} if check else {},
         "trained_on": dict(run.trained_on),
     }
+
+
+def restore(run, st: dict) -> None:
+    """Put a :class:`jcas_napari.core.train.Trainer` back where checkpoint ``st`` (from
+    :func:`checkpoint_payload`) left it: next epoch, schedule, history, T and optimisers."""
+    run.start_epoch = int(st["epoch"]) + 1
+    run.epochs = list(st.get("schedule", run.epochs))  # stage 2 may have been stretched
+    run.total_steps = run.steps_per_epoch * len(run.epochs)
+    run.history = list(st["history"])
+    run.best_score = {int(s): float(v) for s, v in st["best_score"].items()}
+    run.t_c.load_state_dict(st["t_c_state"])
+    run.t_a.load_state_dict(st["t_a_state"])
+    run.opt.load_state_dict(st["optimiser"])
+    run.t_opt.load_state_dict(st["t_optimiser"])
+    run.gen.set_state(st["generator"])
 
 
 def train_result(run, cancelled: bool = False) -> TrainResult:

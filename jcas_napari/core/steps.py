@@ -74,6 +74,32 @@ def stage2_epochs(epochs: int, min_steps: int, steps_per_epoch: int) -> tuple[in
     )
 
 
+WEAK_SIGNAL = 0.5  # labels that carry half their class signal or less
+MAX_STRETCH = 3.0
+
+
+def stretch_stage2(epochs: list[int], signal: float) -> tuple[list[int], str | None]:
+    """The stage schedule (1 = warm-up, 2 = JCAS per epoch), with stage 2 made 1/signal
+    times longer (at most 3x) when the labels' class signal (``label_signal`` of the
+    stage-2 start T_C) is at most 0.5; and a note for the user when it is.
+
+    The pull towards a pixel's true class scales with that signal, so heavily flipped labels
+    need more steps for the network, and T_C with it, to get as far: on development data a
+    5-epoch stage 2 left T_C 0.03-0.06 from the true flip matrix and 15 epochs 0.02-0.03.
+    Above 0.5 (border and shape noise, clean masks) nothing changes: there, longer training
+    fits the noise (benchmarks/RESULTS.md, "round of the step floor").
+    """
+    jcas = epochs.count(2)
+    if jcas == 0 or signal > WEAK_SIGNAL:
+        return epochs, None
+    n = math.ceil(jcas * min(MAX_STRETCH, 1 / max(signal, 1e-6)) - 1e-9)
+    note = (
+        f"the labels look heavily flipped (class signal {signal:.2f}; 1 is clean): "
+        f"stage 2 runs {n} epochs, not {jcas} (train.stretch_stage2)"
+    )
+    return [e for e in epochs if e != 2] + [2] * n, note
+
+
 def start_transitions(
     net: JCASNet,
     cfg: Config,

@@ -42,7 +42,7 @@ from jcas_napari.core.batches import (
 from jcas_napari.core.checkpoint import CheckpointError, load_checkpoint
 from jcas_napari.core.config import Config
 from jcas_napari.core.device import pick_device
-from jcas_napari.core.epoch_end import train_result, validate_and_checkpoint
+from jcas_napari.core.epoch_end import restore, train_result, validate_and_checkpoint
 from jcas_napari.core.events import TrainEvent, TrainResult, run_sync
 from jcas_napari.core.model import JCASNet, build_model
 from jcas_napari.core.steps import (
@@ -52,8 +52,15 @@ from jcas_napari.core.steps import (
     make_t_optimiser,
     stage2_epochs,
     start_transitions,
+    stretch_stage2,
 )
-from jcas_napari.core.transitions import TransitionMatrix, class_counts, prior_from_counts
+from jcas_napari.core.transitions import (
+    TransitionMatrix,
+    class_counts,
+    clean_prior_from_noisy,
+    label_signal,
+    prior_from_counts,
+)
 from jcas_napari.core.validate import validate
 from jcas_napari.data.io import remove_stale_temp_files
 
@@ -66,9 +73,6 @@ def _poly(opt: torch.optim.Optimizer, base: list[float], it: int, total: int) ->
     for group, lr in zip(opt.param_groups, base):
         group["lr"] = lr * factor
     return factor
-
-
-# ----------------------------------------------------------------------------- train
 
 
 class Trainer:
@@ -171,24 +175,15 @@ class Trainer:
         self.opt = make_optimiser(self.net, tc.lr, tc.optimizer)
         self.t_opt = make_t_optimiser(self.t_c, self.t_a, tc.t_lr, tc.t_optimizer)
         if self.state is not None:
-            st = self.state
-            self.start_epoch = int(st["epoch"]) + 1
-            self.history = list(st["history"])
-            self.best_score = {int(s): float(v) for s, v in st["best_score"].items()}
-            self.t_c.load_state_dict(st["t_c_state"])
-            self.t_a.load_state_dict(st["t_a_state"])
-            self.opt.load_state_dict(st["optimiser"])
-            self.t_opt.load_state_dict(st["t_optimiser"])
-            self.gen.set_state(st["generator"])
+            restore(self, self.state)
         self.step = self.start_epoch * self.steps_per_epoch
         self.t_start, self.steps_done = time.perf_counter(), 0
 
-    # ------------------------------------------------------------------ stages
-
-    def start_stage(self, epoch: int) -> None:
-        """At the first stage-2 epoch: the best warm-up weights, fresh T and optimisers."""
+    def start_stage(self, epoch: int) -> str | None:
+        """At the first stage-2 epoch: the best warm-up weights, fresh T and optimisers, and
+        stage 2 stretched where T_C says the labels are heavily flipped (returns the note)."""
         if self.epochs[epoch] != 2 or (epoch > 0 and self.epochs[epoch - 1] == 2):
-            return
+            return None
         devices.barrier()
         tc = self.config.train
         # Only when this run had a warm-up: a best.pt from an earlier run must not leak in.
@@ -211,6 +206,13 @@ class Trainer:
             )
         self.opt = make_optimiser(self.net, tc.lr, tc.optimizer)
         self.t_opt = make_t_optimiser(self.t_c, self.t_a, tc.t_lr, tc.t_optimizer)
+        if self.method == "ce" or not tc.stretch_stage2:
+            return None
+        t = self.t_c().detach().cpu().numpy()
+        signal = label_signal(t, clean_prior_from_noisy(self.prior.cpu().numpy(), t))
+        self.epochs, note = stretch_stage2(self.epochs, devices.from_rank0(signal))
+        self.total_steps = self.steps_per_epoch * len(self.epochs)
+        return note
 
     def matrices(self, stage: int) -> tuple[np.ndarray, np.ndarray]:
         if stage == 1:
@@ -363,12 +365,16 @@ def train(
     )
     if run.note and run.start_epoch == 0:
         yield run.message(run.epochs[0], 0, run.note)
-    for epoch in range(run.start_epoch, len(run.epochs)):
-        run.start_stage(epoch)
+    epoch = run.start_epoch
+    while epoch < len(run.epochs):  # start_stage may lengthen the schedule
+        note = run.start_stage(epoch)
+        if note:
+            yield run.message(2, epoch, note)
         sums = yield from run.run_epoch(epoch, should_stop)
         if sums is None:
             return train_result(run, cancelled=True)
         yield validate_and_checkpoint(run, epoch, sums)
+        epoch += 1
     return train_result(run)
 
 

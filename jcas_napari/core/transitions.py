@@ -176,6 +176,16 @@ def noise_rate(t: np.ndarray, clean_prior: np.ndarray) -> float:
     return float(np.clip(np.asarray(clean_prior) @ (1 - np.diag(t)), 0.0, 1.0))
 
 
+def label_signal(t: np.ndarray, clean_prior: np.ndarray) -> float:
+    """How much a label tells about its pixel's class, over pixels: sum_i pi_i (T_ii -
+    max_{j != i} T_ij) for T [K,K] and pi [K]. 1 for clean labels, 1 - rK/(K-1) for
+    symmetric flips at rate r, 0 or less where a wrong class is as likely as the right one.
+    The cross-entropy pull towards a pixel's true class scales with this margin."""
+    t = np.asarray(t, np.float64)
+    off = t - np.diag(np.full(len(t), np.inf))
+    return float(np.asarray(clean_prior, np.float64) @ (np.diag(t) - off.max(1)))
+
+
 def backward_correct(noisy_probs: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Clean posterior [K,...] from a noisy posterior [K,...]: solve p_clean T = p_noisy,
     clip at 0 and renormalise (backward correction, for models trained without T)."""

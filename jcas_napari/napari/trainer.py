@@ -176,9 +176,6 @@ class TrainerWidget(QWidget):
         try:
             ds = self.dataset()
             cfg, init = self.form.config_and_init(SHIPPED)
-            cfg.train.epochs_warmup = self.form.warmup.value
-            cfg.train.epochs_jcas = self.form.jcas.value
-            cfg.train.min_steps_jcas = self.form.min_steps.value
         except (ValueError, KeyError) as exc:
             self._report(exc)
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, SpinBox
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QComboBox, QGridLayout, QScrollArea, QVBoxLayout, QWidget
 
@@ -38,6 +38,9 @@ TIPS = {
     "jcas": "Stage 2 epochs: JCAS training with the class and affinity noise matrices.",
     "min_steps": "Stage 2 runs at least this many steps: on a few frames it gets more epochs "
     "(the noise matrices need steps, not passes). 0: exactly the epochs above.",
+    "stretch": "When the noise matrix at the start of stage 2 says the labels are heavily "
+    "flipped, stage 2 runs up to 3x its epochs (a note says so). Border and shape noise "
+    "never trigger it.",
     # The trainer's buttons.
     "start": "Fine-tune in the background, then clean the frames with the new model.",
     "cancel": "Stop at the next training step; the previous model stays in use.",
@@ -46,7 +49,17 @@ TIPS = {
 }
 
 
-TIPS_OF_FIELDS = ("frames", "masks", "model", "checkpoint", "device", "warmup", "jcas", "min_steps")
+TIPS_OF_FIELDS = (
+    "frames",
+    "masks",
+    "model",
+    "checkpoint",
+    "device",
+    "warmup",
+    "jcas",
+    "min_steps",
+    "stretch",
+)
 
 
 def _layers_of(viewer_ref: weakref.ref, kind: str):
@@ -84,6 +97,8 @@ class TrainerForm(Container):
         self.jcas = SpinBox(label="JCAS epochs", min=0, max=1000, value=2)
         floor = TrainConfig().min_steps_jcas
         self.min_steps = SpinBox(label="at least JCAS steps", min=0, max=100_000, value=floor)
+        stretch = TrainConfig().stretch_stage2
+        self.stretch = CheckBox(text="longer JCAS stage on flipped labels", value=stretch)
         super().__init__(
             widgets=[
                 self.frames,
@@ -95,6 +110,7 @@ class TrainerForm(Container):
                 self.warmup,
                 self.jcas,
                 self.min_steps,
+                self.stretch,
             ]
         )
         for name in TIPS_OF_FIELDS:
@@ -168,7 +184,7 @@ class TrainerForm(Container):
     def model_to_clean(self, shipped: Path) -> str:
         """The model the picker shows, to clean with: the shipped one or the chosen
         checkpoint file (ValueError for a random start, which is no model yet)."""
-        init = self.config_and_init(shipped)[1]
+        init = self._source(shipped)[1]
         if init is None:
             raise ValueError(
                 "no model to clean with yet: press Start to train one, or choose the "
@@ -177,7 +193,15 @@ class TrainerForm(Container):
         return init
 
     def config_and_init(self, shipped: Path):
-        """The training config and the checkpoint to start from (None: random init)."""
+        """The training config with this form's schedule, and the checkpoint to start from
+        (None: random init)."""
+        cfg, init = self._source(shipped)
+        tc = cfg.train
+        tc.epochs_warmup, tc.epochs_jcas = self.warmup.value, self.jcas.value
+        tc.min_steps_jcas, tc.stretch_stage2 = self.min_steps.value, self.stretch.value
+        return cfg, init
+
+    def _source(self, shipped: Path):
         from jcas_napari.core.config import load_config
 
         choice = self.model.value
