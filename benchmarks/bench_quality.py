@@ -225,6 +225,7 @@ def run_one(preset: str, seed: int, args, tmp: Path) -> dict:
         }
         if ckpt is not None:
             row.update(t_errors(ckpt, preset))
+            row["stage2_epochs"] = list(ckpt.get("schedule", [])).count(2)  # after any stretch
         if preset in TRUE_T:  # the T the rule used, estimated on the frames being cleaned
             err = np.abs(np.asarray(why["t_rule"]) - TRUE_T[preset])
             row["t_rule_mae"], row["t_rule_max"] = float(err.mean()), float(err.max())
@@ -305,6 +306,7 @@ COLUMNS = [
     ("t_mae", "T_C MAE"),
     ("t_max", "T_C max err"),
     ("t_anchor_mae", "anchor T MAE"),
+    ("stage2_epochs", "stage-2 epochs"),
 ]
 
 

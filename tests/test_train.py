@@ -237,8 +237,9 @@ def test_ddp_two_cpu_processes(tiny, tmp_path):
     cfg_path = tmp_path / "tiny.yaml"
     import yaml
 
-    cfg = tiny_config(1, 1).to_dict()
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg = tiny_config(1, 1)
+    cfg.train.stretch_stage2 = True  # both ranks must take rank 0's longer schedule
+    cfg_path.write_text(yaml.safe_dump(cfg.to_dict()))
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
@@ -266,6 +267,8 @@ def test_ddp_two_cpu_processes(tiny, tmp_path):
     assert res.stdout.count("best model:") == 2  # both ranks finished
     ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "best.pt", 4)
     assert ckpt["stage"] == 2
+    n = ckpt["schedule"].count(2)
+    assert n > 1 and f"stage 2 runs {n} epochs, not 1" in res.stdout + res.stderr
     from jcas_napari.core.checkpoint import model_from_checkpoint
 
     net, _ = model_from_checkpoint(ckpt)
