@@ -348,6 +348,7 @@ def test_checkpoint_whose_config_disagrees_with_its_weights(base, trained, tmp_p
         ("train", "t_init", "random", "one of anchor, paper"),
         ("train", "val_fraction", 1.0, "< 1"),
         ("train", "flip", "yes", "true or false"),
+        ("train", "stretch_stage2", "often", "true or false"),
         ("train", "steps_per_epoch", 0, "null or a whole number >= 1"),
         ("affinity", "grid", [8], "a list of 2 positive whole numbers"),
         ("affinity", "grid", [8, 0], "a list of 2 positive whole numbers"),
