@@ -23,19 +23,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from jcas_napari.core.device import rank, world
+from jcas_napari.core.device import rank, rank0_value, world
 
 T = TypeVar("T")
 Skip = Callable[[int, object], bool]
-
-
-def _broadcast(value: object) -> object:
-    """Rank 0's ``value`` on every rank (a pickled object over the process group)."""
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def from_rank0(compute: Callable[[], T]) -> T:
@@ -50,11 +41,11 @@ def from_rank0(compute: Callable[[], T]) -> T:
         try:
             value = compute()
         except Exception as exc:
-            _broadcast(("error", str(exc)))
+            rank0_value(("error", str(exc)))
             raise
-        _broadcast(("ok", value))
+        rank0_value(("ok", value))
         return value
-    status, value = _broadcast(None)
+    status, value = rank0_value(None)
     if status == "error":
         raise ValueError(value)
     return value

@@ -5,8 +5,12 @@ The GUI's device list, the CLI's ``--device`` and the trainer all use these func
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -60,12 +64,11 @@ def barrier() -> None:
         dist.barrier()
 
 
-def from_rank0(value: float) -> float:
-    """``value`` as rank 0 has it, on every rank (a decision all ranks must share)."""
+def rank0_value(value: T) -> T:
+    """Rank 0's ``value`` on every rank (pickled over the process group); ``value`` itself
+    without one. Every rank must call it."""
     if world() == 1:
         return value
-    buf = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        buf = buf.cuda()
-    dist.broadcast(buf, 0)
-    return float(buf.item())
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

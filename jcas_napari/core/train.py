@@ -210,7 +210,7 @@ class Trainer:
             return None
         t = self.t_c().detach().cpu().numpy()
         signal = label_signal(t, clean_prior_from_noisy(self.prior.cpu().numpy(), t))
-        self.epochs, note = stretch_stage2(self.epochs, devices.from_rank0(signal))
+        self.epochs, note = stretch_stage2(self.epochs, devices.rank0_value(signal))
         self.total_steps = self.steps_per_epoch * len(self.epochs)
         return note
 
