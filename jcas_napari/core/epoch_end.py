@@ -114,7 +114,6 @@ def restore(run, st: dict) -> None:
     :func:`checkpoint_payload`) left it: next epoch, schedule, history, T and optimisers."""
     run.start_epoch = int(st["epoch"]) + 1
     run.epochs = list(st.get("schedule", run.epochs))  # stage 2 may have been stretched
-    run.total_steps = run.steps_per_epoch * len(run.epochs)
     run.history = list(st["history"])
     run.best_score = {int(s): float(v) for s, v in st["best_score"].items()}
     run.t_c.load_state_dict(st["t_c_state"])

@@ -166,7 +166,6 @@ class Trainer:
         self.steps_per_epoch = tc.steps_per_epoch or max(1, math.ceil(per_rank / self.bs))
         jcas, self.note = stage2_epochs(tc.epochs_jcas, tc.min_steps_jcas, self.steps_per_epoch)
         self.epochs = [1] * tc.epochs_warmup + [2] * jcas
-        self.total_steps = self.steps_per_epoch * len(self.epochs)
         self.history: list[dict] = []
         self.best_score = {1: -1.0, 2: -1.0}
         self.start_epoch = 0
@@ -178,6 +177,10 @@ class Trainer:
             restore(self, self.state)
         self.step = self.start_epoch * self.steps_per_epoch
         self.t_start, self.steps_done = time.perf_counter(), 0
+
+    @property
+    def total_steps(self) -> int:  # of the whole schedule, stage 2 stretched or not
+        return self.steps_per_epoch * len(self.epochs)
 
     def start_stage(self, epoch: int) -> str | None:
         """At the first stage-2 epoch: the best warm-up weights, fresh T and optimisers, and
@@ -211,7 +214,6 @@ class Trainer:
         t = self.t_c().detach().cpu().numpy()
         signal = label_signal(t, clean_prior_from_noisy(self.prior.cpu().numpy(), t))
         self.epochs, note = stretch_stage2(self.epochs, devices.rank0_value(signal))
-        self.total_steps = self.steps_per_epoch * len(self.epochs)
         return note
 
     def matrices(self, stage: int) -> tuple[np.ndarray, np.ndarray]:

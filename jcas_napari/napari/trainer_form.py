@@ -95,10 +95,11 @@ class TrainerForm(Container):
         self.device_note = Label(value="")
         self.warmup = SpinBox(label="warm-up epochs", min=0, max=1000, value=0)
         self.jcas = SpinBox(label="JCAS epochs", min=0, max=1000, value=2)
-        floor = TrainConfig().min_steps_jcas
-        self.min_steps = SpinBox(label="at least JCAS steps", min=0, max=100_000, value=floor)
-        stretch = TrainConfig().stretch_stage2
-        self.stretch = CheckBox(text="longer JCAS stage on flipped labels", value=stretch)
+        tc = TrainConfig()
+        self.min_steps = SpinBox(
+            label="at least JCAS steps", min=0, max=100_000, value=tc.min_steps_jcas
+        )
+        self.stretch = CheckBox(text="longer JCAS stage on flipped labels", value=tc.stretch_stage2)
         super().__init__(
             widgets=[
                 self.frames,
