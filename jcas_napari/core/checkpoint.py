@@ -158,6 +158,7 @@ EXPORT_KEYS = (
     "thresholds",
     "prior",
     "t_c_anchor",
+    "t_c_refit",
     "guard",
     "trained_on",
     "history",
