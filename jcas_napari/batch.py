@@ -174,8 +174,7 @@ def write_report(
 
 
 def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
-    """OUT/report/transitions.png: the checkpoint's T_C [K,K] (its re-estimate on the
-    trained frames where it has one, ``core.refit``) and T_A [2,2] heatmaps."""
+    """OUT/report/transitions.png: the checkpoint's T_C [K,K] and T_A [2,2] heatmaps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,10 +182,7 @@ def _transitions_figure(out: Path, checkpoint: dict, names: list[str]) -> None:
 
     ratios = [len(names), 2]
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": ratios})
-    refit = "t_c_refit" in checkpoint
-    t_c = np.asarray(checkpoint["t_c_refit" if refit else "t_c"])
-    title = "T_C: P(noisy | clean)" + (", re-estimated" if refit else "")
-    draw_heatmap(axes[0], t_c, names, title)
+    draw_heatmap(axes[0], np.asarray(checkpoint["t_c"]), names, "T_C: P(noisy class | clean)")
     draw_heatmap(axes[1], np.asarray(checkpoint["t_a"]), ["dissimilar", "similar"], "T_A")
     fig.tight_layout()
     _save(fig, out / "report" / "transitions.png")

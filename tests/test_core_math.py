@@ -233,29 +233,3 @@ def test_affinity_loss_finite_gradient_when_dissimilar_pair_has_s_equal_1():
     # P_MAX = 1 - 1e-7 as a float32.
     per_pair = -np.log1p(-np.float64(np.float32(1 - 1e-7)))
     assert loss.item() == pytest.approx(2 * per_pair / 4, rel=1e-4)
-
-
-def test_em_estimate_recovers_t_and_sharpening_removes_diffuse_mass():
-    """Labels drawn through a known T from clean classes with small part classes. With the
-    exact posterior, EM gives T back. With a diffuse one (every background pixel keeps 2%
-    on each part, and a part pixel 5% on every other class), the maximum-likelihood T is
-    biased; squaring the posterior (``core.refit``) removes most of the bias."""
-    from jcas_napari.core.refit import REFIT_TEMPERATURE
-    from jcas_napari.core.transitions import em_estimate
-    from jcas_napari.core.validate import sharpen
-    from jcas_napari.data.noise import symmetric_matrix
-
-    rng = np.random.default_rng(0)
-    true = symmetric_matrix(4, 0.5)
-    clean = rng.choice(4, size=200_000, p=[0.85, 0.08, 0.04, 0.03])
-    labels = (np.cumsum(true[clean], 1) > rng.random(len(clean))[:, None]).argmax(1)
-    start = np.full((4, 4), 0.1) + 0.6 * np.eye(4)
-    exact = em_estimate(np.eye(4)[clean], labels, start)
-    assert np.abs(exact - true).max() < 0.02
-    diffuse = np.where(clean[:, None] == 0, [0.94, 0.02, 0.02, 0.02], 0.05)
-    diffuse[clean > 0] += 0.8 * np.eye(4)[clean[clean > 0]]
-    raw = em_estimate(diffuse, labels, start)
-    sharp = em_estimate(sharpen(diffuse, REFIT_TEMPERATURE), labels, start)
-    raw_err, sharp_err = np.abs(raw - true).mean(), np.abs(sharp - true).mean()
-    assert raw_err > 0.02 and sharp_err < 0.3 * raw_err
-    assert np.allclose(sharp.sum(1), 1)

@@ -292,22 +292,6 @@ def test_matrices_show_the_model_in_use_and_what_cleaning_used(viewer):
     assert matrices.show_true.isEnabled()
 
 
-def test_matrices_offer_the_re_estimate_first_when_the_model_has_one(viewer):
-    from types import SimpleNamespace
-
-    from jcas_napari.napari.matrices import ANCHOR, LEARNED, REFIT, MatricesWidget
-
-    matrices = MatricesWidget(viewer)
-    refit = np.full((4, 4), 0.1) + 0.6 * np.eye(4)
-    ckpt = {"t_c": np.eye(4), "t_a": np.eye(2), "t_c_anchor": np.eye(4), "t_c_refit": refit}
-    session = matrices.session
-    session.cleaner = SimpleNamespace(checkpoint=ckpt, t_c=np.eye(4), source="run/best.pt")
-    session.model_ready.emit("run/best.pt")
-    names = [matrices.which.itemText(i) for i in range(matrices.which.count())]
-    assert names == [REFIT, ANCHOR, LEARNED]
-    np.testing.assert_allclose(matrices.t_c, refit)
-
-
 def test_matrix_numbers_do_not_overlap_at_the_dock_size(viewer):
     from jcas_napari.napari.matrices import MatricesWidget
 

@@ -158,7 +158,6 @@ EXPORT_KEYS = (
     "thresholds",
     "prior",
     "t_c_anchor",
-    "t_c_refit",
     "guard",
     "trained_on",
     "history",

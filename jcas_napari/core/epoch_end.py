@@ -12,7 +12,6 @@ import torch
 from jcas_napari.core import device as devices
 from jcas_napari.core.checkpoint import load_checkpoint, save_checkpoint
 from jcas_napari.core.events import TrainEvent, TrainResult, write_logs
-from jcas_napari.core.refit import refit_best
 from jcas_napari.core.validate import validate
 
 SELECTION_METRIC = "val_noisy_acc"
@@ -125,19 +124,13 @@ def restore(run, st: dict) -> None:
 
 
 def train_result(run, cancelled: bool = False) -> TrainResult:
-    """The run's outcome: its folder, best and last checkpoints and the best T. A finished
-    run first adds T_C's re-estimate to its best checkpoint (``core.refit``; rank 0)."""
+    """The run's outcome: its folder, best and last checkpoints and the best T."""
     res = TrainResult(run.run_dir, None, None, np.eye(run.k), np.eye(2), run.history, cancelled)
     if cancelled:
         return res
-    if run.rank == 0:
-        refit_best(run)
-    devices.barrier()
     best, last = run.ckpt_dir / "best.pt", run.ckpt_dir / "last.pt"
     res.best, res.last = (best if best.exists() else None), (last if last.exists() else None)
     if res.best is not None:
         ck = load_checkpoint(res.best, run.k)
         res.t_c, res.t_a = ck["t_c"].numpy(), ck["t_a"].numpy()
-        if "t_c_refit" in ck:
-            res.t_c_refit = ck["t_c_refit"].numpy()
     return res

@@ -41,7 +41,6 @@ class TrainResult:
     t_a: np.ndarray
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
-    t_c_refit: np.ndarray | None = None  # T_C re-estimated on the trained frames (core.refit)
 
 
 def run_sync(gen: Generator, on_event: Callable[[TrainEvent], None] | None = None):

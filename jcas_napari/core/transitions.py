@@ -217,29 +217,3 @@ def confident_joint_estimate(q: np.ndarray, labels: np.ndarray, min_pixels: int 
         if sel.sum() >= min_pixels:
             t[j] = np.bincount(labels[sel], minlength=k)[:k] / sel.sum()
     return t
-
-
-def em_estimate(
-    q: np.ndarray, labels: np.ndarray, start: np.ndarray, iters: int = 500, tol: float = 1e-7
-) -> np.ndarray:
-    """The maximum-likelihood T [K,K] of the given ``labels`` [N] under ``q T``, with the
-    clean-class probabilities q [N,K] held fixed; EM from ``start`` [K,K].
-
-    E-step: r_i(x) = q_i(x) T[i, y(x)] / sum_k q_k(x) T[k, y(x)], the posterior that pixel
-    x is clean class i given its label. M-step: row i of T is the label distribution of the
-    pixels weighed by r_i. A row no pixel supports keeps its start.
-    """
-    q, labels = np.asarray(q, np.float64), np.asarray(labels, np.int64)
-    t = np.array(start, np.float64)
-    onehot = np.eye(len(t))[labels]
-    for _ in range(iters):
-        r = q * t[:, labels].T
-        r /= np.maximum(r.sum(1, keepdims=True), 1e-300)
-        counts = r.T @ onehot
-        mass = counts.sum(1, keepdims=True)
-        new = np.where(mass > 0, counts / np.maximum(mass, 1e-300), t)
-        done = np.abs(new - t).max() < tol
-        t = new
-        if done:
-            break
-    return t

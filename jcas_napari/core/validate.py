@@ -46,9 +46,7 @@ def _miou(cm: np.ndarray) -> float:
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
 
 
-def load_frames(dataset: Sequence, batch: Sequence[int], size: tuple[int, int], device) -> tuple:
-    """Images [B,3,H,W] (normalised, on ``device``), noisy masks [B,H,W] int64 and clean
-    masks (or None) of frames ``batch``, at the model input ``size``."""
+def _load(dataset: Sequence, batch: Sequence[int], size: tuple[int, int], device) -> tuple:
     samples = [dataset[i] for i in batch]
     x = to_tensor(np.stack([resize_image(s.image, size) for s in samples]), device)
     y = np.stack([resize_mask(s.mask, size) for s in samples]).astype(np.int64)
@@ -79,7 +77,7 @@ def validate(
     cm_clean = np.zeros_like(cm_noisy)
     has_clean, labels, clean_samples = True, [], []
     for start in range(0, len(indices), 8):
-        x, y, clean = load_frames(dataset, indices[start : start + 8], size, device)
+        x, y, clean = _load(dataset, indices[start : start + 8], size, device)
         q = predict(net, x, cfg, refine=refine).cpu().numpy()
         pred = q.argmax(1)  # the clean-class prediction, scored against the noisy labels
         cm_noisy += confusion_matrix(pred, y, k, ignore_index)

@@ -1,10 +1,10 @@
 """Transition matrices dock widget: the T_C and T_A of the model in use.
 
 During training the panels follow the estimate live. Once a model cleans (the trained
-one, the shipped one or a checkpoint file) they show what it stores (the held-out T_C,
-the learned T_C and T_A, and T_C re-estimated on the frames it trained on) and the T_C
-the cleaner's rule actually used (estimated on the frames it cleaned), each labelled. No
-checkpoint is loaded here: the cleaning worker's model (``Session.cleaner``) is read.
+one, the shipped one or a checkpoint file) they show what it stores (the held-out T_C and
+the learned T_C and T_A) and the T_C the cleaner's rule actually used (estimated on the
+frames it cleaned), each labelled. No checkpoint is loaded here: the cleaning worker's
+model (``Session.cleaner``) is read.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ VIEW_HEIGHT = 180  # px
 USED = "used to clean these frames (estimated on them)"
 ANCHOR = "held-out estimate at the end of training"
 LEARNED = "learned by the model (its T_C layer)"
-REFIT = "re-estimated on the frames it trained on (sharpened)"
 LIVE = "live estimate during training"
 NO_TRUTH = "no true T_C is known for these layers (only synthetic flip noise records one)"
 
 
 def matrices_of(ckpt: dict) -> dict[str, np.ndarray]:
-    """The T matrices a checkpoint stores (``t_c``, ``t_a``, ``t_c_anchor``, ``t_c_refit``),
-    as arrays."""
-    keys = ("t_c", "t_a", "t_c_anchor", "t_c_refit")
-    return {k: np.asarray(ckpt[k], float) for k in keys if k in ckpt}
+    """The T matrices a checkpoint stores (``t_c``, ``t_a``, ``t_c_anchor``), as arrays."""
+    return {k: np.asarray(ckpt[k], float) for k in ("t_c", "t_a", "t_c_anchor") if k in ckpt}
 
 
 class MatricesWidget(QWidget):
@@ -140,15 +137,12 @@ class MatricesWidget(QWidget):
             self.note.setText(f"model ready ({path}): its T_C and T_A show once it cleans")
 
     def show_checkpoint(self, mats: dict, name: str, used=None, by_band=None) -> None:
-        """Show a checkpoint's T_C (held-out anchor, learned, and its re-estimate on the
-        trained frames), and the one cleaning used when given, first: the panels then show
-        the model actually in use.
+        """Show a checkpoint's T_C (held-out anchor and learned), and the one cleaning
+        used when given, first: the panels then show the model actually in use.
         ``by_band`` maps a band's description to the T_C cleaning used there."""
         k = len(mats.get("t_c", np.eye(len(self.t_c))))
         options = {USED: used, **(by_band or {})}
-        options.update(
-            {REFIT: mats.get("t_c_refit"), ANCHOR: mats.get("t_c_anchor"), LEARNED: mats.get("t_c")}
-        )
+        options.update({ANCHOR: mats.get("t_c_anchor"), LEARNED: mats.get("t_c")})
         if all(v is None for v in options.values()):
             options = {LEARNED: np.eye(k)}
         self.set_options(options, mats.get("t_a", np.eye(2)), name)
