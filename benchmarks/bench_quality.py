@@ -64,6 +64,7 @@ ABLATIONS = {
     "no-drawn-gaps": RuleSettings(drawn_gaps=0),
     "border-overall": RuleSettings(border_from_inner=False),
     "t-all-frames": RuleSettings(t_from_trained=False),
+    "hysteresis": RuleSettings(join_posterior=0.3),
 }
 
 

@@ -219,6 +219,28 @@ def test_temporal_support_is_required(small_sequence):
     assert (against.proposed != noisy).sum() < (alone.proposed != noisy).sum()
 
 
+def test_hysteresis_joins_less_sure_pixels_to_a_sure_core():
+    given = np.zeros((40, 40), np.uint8)
+    q = np.zeros((3, 40, 40), np.float32)
+    q[0] = 1.0
+    unsure = np.array([0.35, 0.45, 0.2], np.float32)[:, None, None]  # class 1 leads, P < 0.5
+    q[:, 10:30, 10:20] = np.array([0.1, 0.8, 0.1], np.float32)[:, None, None]  # a sure core
+    q[:, 10:30, 20:30] = unsure  # a less sure rim beside it
+    q[:, 0:4, 0:20] = unsure  # a less sure region without a core, apart from it
+    t = np.full((3, 3), 1 / 3)  # labels carry no evidence: the posterior is q
+    plain = propose(q, given, t, settings=RuleSettings(min_area=4))
+    joined = propose(q, given, t, settings=RuleSettings(min_area=4, join_posterior=0.3))
+    assert (plain.proposed == 1).sum() == 200
+    assert (joined.proposed == 1).sum() == 400  # the rim joins; the coreless region does not
+    assert len(joined.info) == 1 and joined.info[0].score == pytest.approx(0.625)
+    # A region whose mean stays below min_posterior is dropped, core or not.
+    q[:, 10:30, 20:40] = unsure
+    q[:, 10:30, 10:20] = np.array([0.3, 0.55, 0.15], np.float32)[:, None, None]
+    weak = propose(q, given, t, settings=RuleSettings(min_area=4, join_posterior=0.3))
+    assert (weak.proposed == given).all()
+    assert (propose(q, given, t, settings=RuleSettings(min_area=4)).proposed == 1).sum() == 200
+
+
 def random_checkpoint(gain: float | None = None) -> dict:
     cfg = Config()
     cfg.model.width, cfg.input.height, cfg.input.width = 8, 64, 80

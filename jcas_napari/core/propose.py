@@ -25,7 +25,11 @@ calls the gap part c, that is the interpolation, not evidence. In masks drawn as
 (``is_drawn``; not under pixel flips), a background pixel inside a gap of part c
 narrower than about 8 model input pixels never becomes c.
 Candidates are grouped into regions per target class, after joining fragments closer than
-``merge_radius``; regions under ``min_area`` are dropped. Each region scores the mean
+``merge_radius``; regions under ``min_area`` are dropped. With ``join_posterior`` (a
+hysteresis, as in edge detection) pixels at P >= join_posterior also join regions, and a
+region is kept only when its mean posterior and at least one of its pixels reach
+``min_posterior``: a sure core carries the less sure pixels around it that the per-pixel
+test would cut off. Each region scores the mean
 posterior of its target class, the probability that accepting it is right. Regions are
 accepted best first while the changed pixels stay within the frame's share of the noise
 rate that T_C and the class prior imply (``max_changed``).
@@ -67,6 +71,7 @@ class RuleSettings:
     t_from_trained: bool = True  # T from the frames the model trained on, where 4+ are here
     part_check: bool = True  # no part -> part changes the model's verdicts dispute
     drawn_gaps: float = 4.0  # keep drawn gaps up to ~2x this many model input px (0: off)
+    join_posterior: float | None = None  # hysteresis: pixels this sure join regions (None: off)
 
 
 @dataclass
@@ -277,7 +282,8 @@ def propose(
     p_target = np.take_along_axis(post, target[None], 0)[0]
     lab = np.where(valid, given, 0).astype(np.intp)
     p_wrong = np.where(valid, 1 - np.take_along_axis(post, lab[None], 0)[0], 0)
-    cand = valid & (target != given) & (p_target >= s.min_posterior)
+    low = s.min_posterior if s.join_posterior is None else min(s.join_posterior, s.min_posterior)
+    cand = valid & (target != given) & (p_target >= low)
     if blocked is not None:
         cand &= ~blocked[lab, target]
     radius = int(round(s.drawn_gaps * scale))
@@ -288,9 +294,9 @@ def propose(
     min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
     scored = []
     for m in _regions_of(cand, target, k, s.merge_radius):
-        area = int(m.sum())
-        if area >= min_area:
-            scored.append((float(p_target[m].mean()), area, m))
+        area, score = int(m.sum()), float(p_target[m].mean())
+        if area >= min_area and score >= s.min_posterior and p_target[m].max() >= s.min_posterior:
+            scored.append((score, area, m))
     scored.sort(key=lambda r: (-r[0], -r[1]))
     budget = np.inf if max_changed is None else max_changed
     proposed, regions, info = given.copy(), np.zeros(given.shape, np.int32), []

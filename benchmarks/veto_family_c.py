@@ -1,0 +1,98 @@
+"""The third generator's veto for a change to the proposal rule: the issue's protocol on
+family c (``unseen_family_c.py``, 6 sequences x 20 frames; ``jcas train --config small
+--epochs-warmup 8 --epochs-jcas 8`` from the shipped model), then the core pipeline's
+clean with the default rule and with one of ``bench_quality.ABLATIONS``, on the same
+model. A change passes when no run loses more than 0.005 mean foreground Dice against the
+given masks in more runs than the default rule does.
+
+    python benchmarks/veto_family_c.py WORK --variant hysteresis [--noises ...] [--seeds ...]
+
+WORK keeps each run's data and model, so an interrupted veto resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from requires import add_flag, require
+
+HERE = Path(__file__).resolve().parent
+
+
+def prepare(work: Path, noise: str, seed: int) -> tuple[Path, Path]:
+    """Generate one family-c data set and train on it (skipped when already done)."""
+    data, run = work / f"{noise}_{seed}", work / f"run_{noise}_{seed}"
+    gen = [sys.executable, str(HERE / "unseen_family_c.py"), str(data)]
+    if not (data / "masks").exists():
+        subprocess.run([*gen, "--noise", noise, "--seed", str(seed)], check=True)
+    best = run / "checkpoints" / "best.pt"
+    if not best.exists():
+        train = [
+            str(Path(sys.executable).parent / "jcas"),
+            "train",
+            str(data),
+            "--out",
+            str(run),
+            "--config",
+            "small",
+        ]
+        subprocess.run([*train, "--epochs-warmup", "8", "--epochs-jcas", "8"], check=True)
+    return data, best
+
+
+def deltas(data: Path, best: Path, variant: str) -> dict[str, float]:
+    """Delta mean foreground Dice (cleaned - given) under the default rule and the variant."""
+    import torch
+    from bench_quality import ABLATIONS, cleaned_from, fg_dice
+
+    from jcas_napari.data.io import open_dataset
+
+    ds = open_dataset(data)
+    n = len(ds)
+    given, truth = [ds[i].mask for i in range(n)], [ds[i].clean for i in range(n)]
+    ckpt = torch.load(best, weights_only=True)
+    base = fg_dice(zip(given, truth))
+    out = {}
+    for name, settings in (("default", None), (variant, ABLATIONS[variant])):
+        res = cleaned_from([(ckpt, None)], ds, n, "cpu", settings)
+        out[name] = fg_dice(zip([r.proposed for r in res], truth)) - base
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("work", nargs="?", help="folder for the data sets, runs and veto.json")
+    ap.add_argument("--variant", default="hysteresis", help="a bench_quality ablation name")
+    ap.add_argument(
+        "--noises", nargs="+", default=["clean", "boundary", "shift", "swap", "drop", "mixed"]
+    )
+    ap.add_argument("--seeds", nargs="+", type=int, default=[8101, 8102, 8103])
+    add_flag(ap)
+    a = ap.parse_args()
+    require("veto_family_c.py", ("numpy", "scipy", "torch", "jcas_napari"), a.check_imports)
+    if a.work is None:
+        ap.error("the work folder WORK is required")
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out_file = work / "veto.json"
+    results = json.loads(out_file.read_text()) if out_file.exists() else {}
+    for noise in a.noises:
+        for seed in a.seeds:
+            key = f"{noise} {seed}"
+            if key not in results:
+                results[key] = deltas(*prepare(work, noise, seed), a.variant)
+                out_file.write_text(json.dumps(results, indent=1))
+            r = results[key]
+            print(
+                f"{key}: default {r['default']:+.4f}  {a.variant} {r[a.variant]:+.4f}", flush=True
+            )
+    losses = {k: sum(r[k] < -0.005 for r in results.values()) for k in ("default", a.variant)}
+    print(f"runs losing > 0.005: {losses}")
+
+
+if __name__ == "__main__":
+    main()
