@@ -1,11 +1,12 @@
-"""The third generator's veto for a change to the proposal rule: the issue's protocol on
-family c (``unseen_family_c.py``, 6 sequences x 20 frames; ``jcas train --config small
---epochs-warmup 8 --epochs-jcas 8`` from the shipped model), then the core pipeline's
-clean with the default rule and with one of ``bench_quality.ABLATIONS``, on the same
-model. A change passes when no run loses more than 0.005 mean foreground Dice against the
-given masks in more runs than the default rule does.
+"""The unseen generators' veto for a change to the proposal rule: the issue's protocol on
+family c or d (``unseen_family_{c,d}.py``, 6 sequences x 20 frames; ``jcas train --config
+small --epochs-warmup 8 --epochs-jcas 8`` from the shipped model), then the core
+pipeline's clean with the default rule and with one of ``bench_quality.ABLATIONS``, on the
+same model. A change passes when runs that lose more than 0.005 mean foreground Dice
+against the given masks are no more than under the default rule.
 
-    python benchmarks/veto_family_c.py WORK --variant hysteresis [--noises ...] [--seeds ...]
+    python benchmarks/veto_unseen.py WORK [--family c|d] [--variant hysteresis]
+                                     [--noises ...] [--seeds ...]
 
 WORK keeps each run's data and model, so an interrupted veto resumes.
 """
@@ -23,10 +24,13 @@ from requires import add_flag, require
 HERE = Path(__file__).resolve().parent
 
 
-def prepare(work: Path, noise: str, seed: int) -> tuple[Path, Path]:
-    """Generate one family-c data set and train on it (skipped when already done)."""
+SEEDS = {"c": [8101, 8102, 8103], "d": [9101, 9102, 9103]}
+
+
+def prepare(work: Path, family: str, noise: str, seed: int) -> tuple[Path, Path]:
+    """Generate one data set of generator ``family`` and train on it (skipped when done)."""
     data, run = work / f"{noise}_{seed}", work / f"run_{noise}_{seed}"
-    gen = [sys.executable, str(HERE / "unseen_family_c.py"), str(data)]
+    gen = [sys.executable, str(HERE / f"unseen_family_{family}.py"), str(data)]
     if not (data / "masks").exists():
         subprocess.run([*gen, "--noise", noise, "--seed", str(seed)], check=True)
     best = run / "checkpoints" / "best.pt"
@@ -70,10 +74,12 @@ def main() -> None:
     ap.add_argument(
         "--noises", nargs="+", default=["clean", "boundary", "shift", "swap", "drop", "mixed"]
     )
-    ap.add_argument("--seeds", nargs="+", type=int, default=[8101, 8102, 8103])
+    ap.add_argument("--family", default="c", choices=sorted(SEEDS))
+    ap.add_argument("--seeds", nargs="+", type=int, help="default: 8101-8103 (c), 9101-9103 (d)")
     add_flag(ap)
     a = ap.parse_args()
-    require("veto_family_c.py", ("numpy", "scipy", "torch", "jcas_napari"), a.check_imports)
+    needs = ("numpy", "scipy", "torch", "jcas_napari", *(["skimage"] if a.family == "d" else []))
+    require("veto_unseen.py", needs, a.check_imports)
     if a.work is None:
         ap.error("the work folder WORK is required")
     work = Path(a.work)
@@ -81,10 +87,10 @@ def main() -> None:
     out_file = work / "veto.json"
     results = json.loads(out_file.read_text()) if out_file.exists() else {}
     for noise in a.noises:
-        for seed in a.seeds:
+        for seed in a.seeds or SEEDS[a.family]:
             key = f"{noise} {seed}"
             if key not in results:
-                results[key] = deltas(*prepare(work, noise, seed), a.variant)
+                results[key] = deltas(*prepare(work, a.family, noise, seed), a.variant)
                 out_file.write_text(json.dumps(results, indent=1))
             r = results[key]
             print(
