@@ -136,7 +136,8 @@ def test_every_control_has_a_tooltip_and_the_checkpoint_a_browse_button(viewer):
 def test_the_form_sets_the_schedule_the_run_uses(viewer):
     from jcas_napari.napari.trainer import SHIPPED
 
-    form = make_trainer(viewer).form
+    trainer = make_trainer(viewer)  # kept: its form's widgets live as long as it does
+    form = trainer.form
     cfg, init = form.config_and_init(SHIPPED)
     assert init == str(SHIPPED) and form.stretch.value is True
     assert (cfg.train.epochs_warmup, cfg.train.epochs_jcas) == (0, 2) and cfg.train.stretch_stage2

@@ -228,7 +228,7 @@ def test_hysteresis_joins_less_sure_pixels_to_a_sure_core():
     q[:, 10:30, 20:30] = unsure  # a less sure rim beside it
     q[:, 0:4, 0:20] = unsure  # a less sure region without a core, apart from it
     t = np.full((3, 3), 1 / 3)  # labels carry no evidence: the posterior is q
-    plain = propose(q, given, t, settings=RuleSettings(min_area=4))
+    plain = propose(q, given, t, settings=RuleSettings(min_area=4, join_posterior=None))
     joined = propose(q, given, t, settings=RuleSettings(min_area=4, join_posterior=0.3))
     assert (plain.proposed == 1).sum() == 200
     assert (joined.proposed == 1).sum() == 400  # the rim joins; the coreless region does not
@@ -238,7 +238,8 @@ def test_hysteresis_joins_less_sure_pixels_to_a_sure_core():
     q[:, 10:30, 10:20] = np.array([0.3, 0.55, 0.15], np.float32)[:, None, None]
     weak = propose(q, given, t, settings=RuleSettings(min_area=4, join_posterior=0.3))
     assert (weak.proposed == given).all()
-    assert (propose(q, given, t, settings=RuleSettings(min_area=4)).proposed == 1).sum() == 200
+    per_pixel = RuleSettings(min_area=4, join_posterior=None)
+    assert (propose(q, given, t, settings=per_pixel).proposed == 1).sum() == 200
 
 
 def random_checkpoint(gain: float | None = None) -> dict:
