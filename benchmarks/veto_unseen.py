@@ -5,9 +5,11 @@ pipeline's clean with the default rule and with one of ``bench_quality.ABLATIONS
 same model. A change passes when runs that lose more than 0.005 mean foreground Dice
 against the given masks are no more than under the default rule.
 
-    python benchmarks/veto_unseen.py WORK [--family c|d] [--variant hysteresis]
+    python benchmarks/veto_unseen.py WORK [--family c|d|b] [--variant hysteresis]
                                      [--noises ...] [--seeds ...]
 
+``--family b`` runs the same protocol on the project's own family b (``jcas make-dataset
+--family b --sequences 6 --frames 20 --vary 1.0``): a report, not a veto, as b was seen.
 WORK keeps each run's data and model, so an interrupted veto resumes.
 """
 
@@ -24,13 +26,18 @@ from requires import add_flag, require
 HERE = Path(__file__).resolve().parent
 
 
-SEEDS = {"c": [8101, 8102, 8103], "d": [9101, 9102, 9103]}
+SEEDS = {"b": [7001, 7002, 7003, 7004], "c": [8101, 8102, 8103], "d": [9101, 9102, 9103]}
+JCAS = str(Path(sys.executable).parent / "jcas")
 
 
 def prepare(work: Path, family: str, noise: str, seed: int) -> tuple[Path, Path]:
-    """Generate one data set of generator ``family`` and train on it (skipped when done)."""
+    """Generate one data set of generator ``family`` and train on it (skipped when done).
+    Family b is the project's own second family, with the issue's protocol settings."""
     data, run = work / f"{noise}_{seed}", work / f"run_{noise}_{seed}"
     gen = [sys.executable, str(HERE / f"unseen_family_{family}.py"), str(data)]
+    if family == "b":
+        gen = [JCAS, "make-dataset", str(data), "--family", "b", "--sequences", "6"]
+        gen += ["--frames", "20", "--vary", "1.0"]
     if not (data / "masks").exists():
         subprocess.run([*gen, "--noise", noise, "--seed", str(seed)], check=True)
     best = run / "checkpoints" / "best.pt"
@@ -75,7 +82,9 @@ def main() -> None:
         "--noises", nargs="+", default=["clean", "boundary", "shift", "swap", "drop", "mixed"]
     )
     ap.add_argument("--family", default="c", choices=sorted(SEEDS))
-    ap.add_argument("--seeds", nargs="+", type=int, help="default: 8101-8103 (c), 9101-9103 (d)")
+    ap.add_argument(
+        "--seeds", nargs="+", type=int, help="default: 7001-7004 (b), 8101-8103 (c), 9101-9103 (d)"
+    )
     add_flag(ap)
     a = ap.parse_args()
     needs = ("numpy", "scipy", "torch", "jcas_napari", *(["skimage"] if a.family == "d" else []))
