@@ -24,8 +24,6 @@ from pathlib import Path
 from requires import add_flag, require
 
 HERE = Path(__file__).resolve().parent
-
-
 SEEDS = {"b": [7001, 7002, 7003, 7004], "c": [8101, 8102, 8103], "d": [9101, 9102, 9103]}
 JCAS = str(Path(sys.executable).parent / "jcas")
 
@@ -42,15 +40,7 @@ def prepare(work: Path, family: str, noise: str, seed: int) -> tuple[Path, Path]
         subprocess.run([*gen, "--noise", noise, "--seed", str(seed)], check=True)
     best = run / "checkpoints" / "best.pt"
     if not best.exists():
-        train = [
-            str(Path(sys.executable).parent / "jcas"),
-            "train",
-            str(data),
-            "--out",
-            str(run),
-            "--config",
-            "small",
-        ]
+        train = [JCAS, "train", str(data), "--out", str(run), "--config", "small"]
         subprocess.run([*train, "--epochs-warmup", "8", "--epochs-jcas", "8"], check=True)
     return data, best
 
