@@ -295,9 +295,10 @@ def propose(
     min_area = s.min_area if s.min_area is not None else default_min_area(given.shape)
     scored = []
     for m in _regions_of(cand, target, k, s.merge_radius):
-        area, score = int(m.sum()), float(p_target[m].mean())
-        if area >= min_area and score >= s.min_posterior and p_target[m].max() >= s.min_posterior:
-            scored.append((score, area, m))
+        vals = p_target[m]
+        score = float(vals.mean())
+        if vals.size >= min_area and score >= s.min_posterior and vals.max() >= s.min_posterior:
+            scored.append((score, vals.size, m))
     scored.sort(key=lambda r: (-r[0], -r[1]))
     budget = np.inf if max_changed is None else max_changed
     proposed, regions, info = given.copy(), np.zeros(given.shape, np.int32), []
