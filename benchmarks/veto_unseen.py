@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,20 @@ SEEDS = {"b": [7001, 7002, 7003, 7004], "c": [8101, 8102, 8103], "d": [9101, 910
 JCAS = str(Path(sys.executable).parent / "jcas")
 
 
+def once(out: Path, cmd: list[str]) -> None:
+    """Run ``cmd``, which writes the folder ``out``, unless an earlier run finished it.
+
+    ``out.done`` is written only after ``cmd`` succeeds: a folder that an interrupted run
+    left half-written (a data set short of frames, a run with an early best.pt) is
+    removed and made again, never used."""
+    done = out.with_name(out.name + ".done")
+    if done.exists():
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(cmd, check=True)
+    done.touch()
+
+
 def prepare(work: Path, family: str, noise: str, seed: int) -> tuple[Path, Path]:
     """Generate one data set of generator ``family`` and train on it (skipped when done).
     Family b is the project's own second family, with the issue's protocol settings."""
@@ -36,13 +51,10 @@ def prepare(work: Path, family: str, noise: str, seed: int) -> tuple[Path, Path]
     if family == "b":
         gen = [JCAS, "make-dataset", str(data), "--family", "b", "--sequences", "6"]
         gen += ["--frames", "20", "--vary", "1.0"]
-    if not (data / "masks").exists():
-        subprocess.run([*gen, "--noise", noise, "--seed", str(seed)], check=True)
-    best = run / "checkpoints" / "best.pt"
-    if not best.exists():
-        train = [JCAS, "train", str(data), "--out", str(run), "--config", "small"]
-        subprocess.run([*train, "--epochs-warmup", "8", "--epochs-jcas", "8"], check=True)
-    return data, best
+    once(data, [*gen, "--noise", noise, "--seed", str(seed)])
+    train = [JCAS, "train", str(data), "--out", str(run), "--config", "small"]
+    once(run, [*train, "--epochs-warmup", "8", "--epochs-jcas", "8"])
+    return data, run / "checkpoints" / "best.pt"
 
 
 def deltas(data: Path, best: Path, variant: str) -> dict[str, float]:
