@@ -93,6 +93,10 @@ def main() -> None:
     require("veto_unseen.py", needs, a.check_imports)
     if a.work is None:
         ap.error("the work folder WORK is required")
+    from bench_quality import ABLATIONS  # after require: it imports torch
+
+    if a.variant not in ABLATIONS:  # before any training, not after the first run
+        ap.error(f"--variant {a.variant}: not one of {', '.join(ABLATIONS)}")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     out_file = work / "veto.json"
